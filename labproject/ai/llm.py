@@ -1,0 +1,107 @@
+"""Talking to the LLM: client options from settings, and LLM faults mapped to HTTP answers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from django.conf import settings
+
+from labproject.ai.api import error_response
+
+
+def client_options() -> dict[str, Any]:
+    """Keyword arguments for `openai.OpenAI` / `openai.AsyncOpenAI` from the settings."""
+    return {
+        "base_url": settings.LLM_BASE_URL,
+        "api_key": settings.LLM_API_KEY,
+        "timeout": settings.LLM_TIMEOUT_S,
+        "max_retries": settings.LLM_MAX_RETRIES,
+    }
+
+
+def messages_for(prompt: str, system: str | None = None) -> list[dict[str, str]]:
+    """The chat messages for one user prompt, with an optional system prompt."""
+    messages = [{"role": "system", "content": system}] if system else []
+    return [*messages, {"role": "user", "content": prompt}]
+
+
+@dataclass
+class CallRecord:
+    """What a view logs about one LLM call: `AICall(**record.fields())`."""
+
+    endpoint: str
+    prompt: str
+    model: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    reply: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    ok: bool = True
+    error: str = ""
+
+    def succeeded(self, completion: Any) -> CallRecord:
+        """Fill the record from a ChatCompletion."""
+        self.latency_ms = (time.perf_counter() - self.started) * 1000
+        self.model = completion.model
+        self.reply = completion.choices[0].message.content or ""
+        if completion.usage is not None:
+            self.prompt_tokens = completion.usage.prompt_tokens
+            self.completion_tokens = completion.usage.completion_tokens
+        return self
+
+    def failed(self, failure: LLMFailure) -> CallRecord:
+        self.latency_ms = (time.perf_counter() - self.started) * 1000
+        self.ok = False
+        self.error = f"{failure.code}: {failure.message}"[:500]
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "prompt": self.prompt,
+            "reply": self.reply,
+            "model": self.model or settings.LLM_MODEL,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_ms": self.latency_ms,
+            "ok": self.ok,
+            "error": self.error,
+        }
+
+
+@dataclass
+class LLMFailure:
+    """An LLM fault as the API reports it: 504 timeout, 429/503 with Retry-After, 502 otherwise."""
+
+    status: int
+    code: str
+    message: str
+    retry_after: str | None = None
+
+    def response(self):
+        headers = {"Retry-After": self.retry_after} if self.retry_after else None
+        return error_response(self.status, self.code, self.message, headers)
+
+
+def failure_from(exc: Exception) -> LLMFailure:
+    """Map an exception raised while calling the LLM to the answer the API gives."""
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMFailure(504, "llm_timeout", "the LLM did not answer in time.")
+    if isinstance(exc, openai.RateLimitError):
+        retry = exc.response.headers.get("retry-after") or "1"
+        return LLMFailure(429, "llm_rate_limited", "the LLM provider is rate limiting us.", retry)
+    if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+        return LLMFailure(
+            503, "llm_unavailable", f"the LLM answered {exc.status_code}; try again shortly.", "1"
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return LLMFailure(502, "llm_rejected", f"the LLM refused the request ({exc.status_code}).")
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMFailure(502, "llm_unreachable", "could not reach the LLM.")
+    return LLMFailure(
+        502, "llm_bad_response", f"the LLM's answer could not be used ({type(exc).__name__})."
+    )

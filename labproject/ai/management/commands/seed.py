@@ -1,0 +1,40 @@
+"""`python -m labproject seed`: load the deterministic corpus (idempotent)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from labproject.ai import corpus
+from labproject.ai.models import Chunk, Document
+
+
+class Command(BaseCommand):
+    help = "Create the course's documents and chunks; does nothing if they already exist."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--documents", type=int, default=corpus.DOCUMENTS)
+        parser.add_argument("--chunks", type=int, default=corpus.CHUNKS_PER_DOCUMENT)
+        parser.add_argument("--force", action="store_true", help="delete and recreate the corpus")
+
+    def handle(self, *args, documents: int, chunks: int, force: bool, verbosity: int, **options):
+        expected = documents * chunks
+        if (
+            not force
+            and Document.objects.count() == documents
+            and Chunk.objects.count() == expected
+        ):
+            if verbosity:
+                self.stdout.write(f"corpus present: {documents} documents, {expected} chunks")
+            return
+        with transaction.atomic():
+            Document.objects.all().delete()
+            for number, spec in enumerate(corpus.generate(documents, chunks), start=1):
+                # Explicit ids: /api/documents/1/summary/ is the same document on every machine.
+                document = Document.objects.create(id=number, title=spec.title)
+                Chunk.objects.bulk_create(
+                    Chunk(document=document, position=i, text=text)
+                    for i, text in enumerate(spec.chunks, start=1)
+                )
+        if verbosity:
+            self.stdout.write(f"corpus seeded: {documents} documents, {expected} chunks")
