@@ -1,0 +1,58 @@
+"""The lab's instruments, imported by notebooks from this one place.
+
+    from labkit import boot, count_queries, serve_asgi, run_load
+    lab = boot()
+
+Names load on first use (PEP 562), so `import labkit` stays light and Django is configured
+only when `boot()` runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> module that defines it; tests/test_exported_members.py pins this surface.
+_EXPORTS: dict[str, str] = {
+    "ASGIServer": "labkit.servers",
+    "Lab": "labkit.boot",
+    "LoadResult": "labkit.load",
+    "MockLLM": "labkit.mock_llm",
+    "QueryLog": "labkit.queries",
+    "WSGIServer": "labkit.servers",
+    "allow_asyncio_run": "labkit.nesting",
+    "arun_load": "labkit.load",
+    "boot": "labkit.boot",
+    "compare": "labkit.load",
+    "compare_timelines": "labkit.timeline",
+    "count_queries": "labkit.queries",
+    "in_worker_thread": "labkit.boot",
+    "littles_law_bound": "labkit.load",
+    "mock_llm": "labkit.boot",
+    "plot_timeline": "labkit.timeline",
+    "rate_sweep": "labkit.load",
+    "run_load": "labkit.load",
+    "serve_asgi": "labkit.servers",
+    "serve_gunicorn": "labkit.servers",
+    "serve_uvicorn": "labkit.servers",
+    "serve_wsgi": "labkit.servers",
+    "stop_all": "labkit.servers",
+    "sweep": "labkit.load",
+    "track_requests": "labkit.queries",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'labkit' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,32 @@
+"""The public surface notebooks import from is pinned: changing it is a deliberate act."""
+
+from __future__ import annotations
+
+import labkit
+
+EXPECTED = [
+    "ASGIServer", "Lab", "LoadResult", "MockLLM", "QueryLog", "WSGIServer",
+    "allow_asyncio_run", "arun_load", "boot", "compare", "compare_timelines", "count_queries",
+    "in_worker_thread", "littles_law_bound", "mock_llm", "plot_timeline", "rate_sweep",
+    "run_load", "serve_asgi", "serve_gunicorn", "serve_uvicorn", "serve_wsgi", "stop_all",
+    "sweep", "track_requests",
+]  # fmt: skip
+
+
+def test_all_is_sorted_and_pinned():
+    assert labkit.__all__ == sorted(labkit.__all__)
+    assert labkit.__all__ == EXPECTED
+
+
+def test_every_export_resolves():
+    for name in labkit.__all__:
+        assert getattr(labkit, name) is not None, name
+
+
+def test_unknown_name_is_a_clear_attribute_error():
+    try:
+        labkit.boott  # noqa: B018
+    except AttributeError as exc:
+        assert "no attribute 'boott'" in str(exc)
+    else:
+        raise AssertionError("labkit.boott resolved")
