@@ -1,0 +1,49 @@
+"""Servers the lab runs: in-kernel WSGI/ASGI for cell-defined views, subprocesses for modules.
+
+In a notebook cell (re-running it replaces the servers instead of adding more):
+
+    before = serve_wsgi(sync_app, name="before", threads=4)
+    after = serve_asgi(async_app, name="after")
+"""
+
+from __future__ import annotations
+
+from labkit.servers.kernel import (
+    ASGIServer,
+    PortInUseError,
+    ServerStopWarning,
+    WSGIServer,
+    running_servers,
+    serve_asgi,
+    serve_wsgi,
+    stop_all,
+    stop_server,
+)
+from labkit.servers.process import (
+    GunicornProcess,
+    ServerProcessError,
+    UvicornProcess,
+    serve_gunicorn,
+    serve_uvicorn,
+    stop_processes,
+)
+from labkit.servers.timing import RequestTiming
+
+__all__ = [
+    "ASGIServer",
+    "GunicornProcess",
+    "PortInUseError",
+    "RequestTiming",
+    "ServerProcessError",
+    "ServerStopWarning",
+    "UvicornProcess",
+    "WSGIServer",
+    "running_servers",
+    "serve_asgi",
+    "serve_gunicorn",
+    "serve_uvicorn",
+    "serve_wsgi",
+    "stop_all",
+    "stop_processes",
+    "stop_server",
+]
