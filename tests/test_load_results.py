@@ -1,0 +1,216 @@
+"""Figures, bounds, warnings and tables of load results, from synthetic timings."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+
+import pytest
+
+from labkit.load import (
+    LoadResult,
+    Sweep,
+    Timing,
+    compare,
+    latency_percentiles,
+    littles_law_bound,
+)
+
+
+def timings(
+    n: int,
+    *,
+    ms: float = 200.0,
+    spread: float = 50.0,
+    kind: str | None = None,
+    seed: int = 1,
+    start: float = 1000.0,
+    every_s: float = 0.01,
+) -> list[Timing]:
+    rng = random.Random(seed)
+    return [
+        Timing(
+            start + i * every_s,
+            ms + rng.random() * spread,
+            500 if kind else 200,
+            kind,
+            20,
+            "/api/chat/",
+        )
+        for i in range(n)
+    ]
+
+
+def result(n: int = 500, **options) -> LoadResult:
+    kind = options.pop("kind", None)
+    ms = options.pop("ms", 200.0)
+    defaults = {"scenario": "chat", "users": 20, "duration_s": 5, "window": (1000.0, 1005.0)}
+    return LoadResult.from_timings(timings(n, ms=ms, kind=kind), **{**defaults, **options})
+
+
+def test_littles_law_bound_closed_loop() -> None:
+    assert littles_law_bound(users=20, latency_s=0.2) == pytest.approx(100)
+    assert littles_law_bound(users=50, latency_s=1.0, workers=4) == pytest.approx(4)
+    assert littles_law_bound(users=2, latency_s=1.0, workers=4) == pytest.approx(2)
+    # Think time: each user spends 1 s waiting and 1 s thinking per request.
+    assert littles_law_bound(users=10, latency_s=1.0, wait_s=1.0) == pytest.approx(5)
+
+
+def test_littles_law_bound_open_loop() -> None:
+    assert littles_law_bound(arrival_rate=20, latency_s=0.2) == pytest.approx(20)
+    assert littles_law_bound(arrival_rate=20, latency_s=0.2, workers=1) == pytest.approx(5)
+    with pytest.raises(ValueError, match="latency_s"):
+        littles_law_bound(users=1, latency_s=0)
+
+
+def test_figures_come_from_the_timings() -> None:
+    records = timings(400, kind=None) + timings(100, kind="timeout", seed=2, start=1002.0)
+    r = LoadResult.from_timings(
+        records, scenario="chat", users=20, duration_s=5, window=(1000.0, 1005.0), latency_s=0.2
+    )
+    values = [t.ms for t in records]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    assert (r.p50_ms, r.p95_ms, r.p99_ms) == (cuts[49], cuts[94], cuts[98])
+    assert r.mean_ms == pytest.approx(statistics.fmean(values))
+    assert r.requests == 500 and r.errors == 100 and r.error_rate == pytest.approx(0.2)
+    assert r.errors_by_kind == {"timeout": 100}
+    assert r.rps == pytest.approx(400 / 5)  # successes only, over the window
+    assert r.bound_rps == pytest.approx(100) and r.efficiency == pytest.approx(0.8)
+    assert r.warnings == []
+
+
+def test_percentiles_of_tiny_samples() -> None:
+    assert latency_percentiles([]) == {"p50_ms": None, "p95_ms": None, "p99_ms": None}
+    assert latency_percentiles([7.0])["p99_ms"] == 7.0
+    assert latency_percentiles([1.0, 3.0])["p50_ms"] == 2.0
+
+
+def test_window_defaults_to_first_start_to_last_end() -> None:
+    r = LoadResult.from_timings(
+        timings(11, ms=1000, spread=0, every_s=0.1), scenario="x", users=1, duration_s=1
+    )
+    assert r.window_s == pytest.approx(2.0)
+    assert r.rps == pytest.approx(5.5)
+
+
+def test_warns_on_too_few_requests() -> None:
+    r = result(3)
+    assert r.requests == 3
+    assert len(r.warnings) == 1 and "Only 3 requests" in r.warnings[0]
+
+
+def test_warns_when_errors_dominate() -> None:
+    r = result(100, kind="http_500")
+    assert r.error_rate == 1.0
+    assert any("100% of requests failed (http_500: 100)" in w for w in r.warnings)
+
+
+def test_warns_when_the_generator_is_saturated() -> None:
+    assert any("saturated" in w for w in result(generator_cpu=97.0).warnings)
+    assert result(generator_cpu=40.0).warnings == []
+
+
+def test_warns_when_rps_beats_the_bound() -> None:
+    r = result(latency_s=1.0)  # 100 rps measured, bound 20
+    assert any("don't describe this server" in w for w in r.warnings)
+
+
+def test_open_loop_arrival_warnings() -> None:
+    healthy = result(
+        mode="open",
+        users=None,
+        arrival_rate=100,
+        arrivals={"scheduled": 500, "sent": 500, "dropped": 0, "late": 0, "unfinished": 2},
+    )
+    assert healthy.warnings == []
+    assert healthy.bound_rps == pytest.approx(100)
+    behind = result(
+        100,
+        mode="open",
+        users=None,
+        arrival_rate=100,
+        arrivals={
+            "scheduled": 500,
+            "sent": 300,
+            "dropped": 200,
+            "late": 30,
+            "unfinished": 200,
+            "max_in_flight": 200,
+        },
+    )
+    text = "\n".join(behind.warnings)
+    assert "200 of 500 arrivals were dropped" in text
+    assert "30 of 300 arrivals left more than 100 ms late" in text
+    assert "queue grew" in text
+
+
+def test_to_dict_is_json_and_speaks_the_vocabulary() -> None:
+    data = json.loads(json.dumps(result(latency_s=0.2, workers=4, server="uvicorn").to_dict()))
+    for key in (
+        "rps",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "users",
+        "latency_s",
+        "workers",
+        "errors",
+        "error_rate",
+        "bound_rps",
+        "efficiency",
+        "warnings",
+        "mode",
+        "duration_s",
+    ):
+        assert key in data
+    assert "timings" not in data
+
+
+def test_table_renders_with_the_bound_beside_rps() -> None:
+    r = result(3, latency_s=0.2, workers=4, label="before")
+    page = r._repr_html_()
+    for needle in (
+        "rps",
+        "bound_rps",
+        "p95_ms",
+        "efficiency",
+        "latency_s 0.20",
+        "workers 4",
+        "before",
+        "Only 3 requests",
+    ):
+        assert needle in page
+    assert page.index("rps") < page.index("bound_rps") < page.index("p95_ms")
+    assert "| rps | bound_rps |" in r._repr_markdown_()
+    assert "bound_rps" in str(r) and "warning: Only 3" in str(r)
+
+
+def test_comparison_ratios_and_table() -> None:
+    before = result(100, ms=1000.0, label="sync", latency_s=1.0, workers=4)
+    after = result(500, ms=250.0, label="async", latency_s=0.2)
+    c = compare(before, after)
+    assert c.rps_ratio == pytest.approx(after.rps / before.rps) == pytest.approx(5)
+    assert c.p95_ratio == pytest.approx(before.p95_ms / after.p95_ms)
+    assert c.p95_ratio > 3
+    assert c.error_rate_change == 0
+    page = c._repr_html_()
+    for needle in ("p95 latency", "throughput (rps)", "error rate", "sync", "async", "×5.00"):
+        assert needle in page
+    assert json.dumps(c.to_dict())
+
+
+def test_comparison_of_error_rates() -> None:
+    c = compare(result(100, kind="http_500"), result(100))
+    assert c.error_rate_change == pytest.approx(-1.0)
+    assert c.rps_ratio is None  # nothing succeeded before: no ratio to speak of
+    assert "-100.0 pts" in str(c)
+
+
+def test_sweep_table() -> None:
+    runs = [result(100 * n, users=n, latency_s=0.2) for n in (1, 2, 4)]
+    s = Sweep("users", runs)
+    assert s.values == [1, 2, 4]
+    assert "bound_rps" in s._repr_html_()
+    assert len(s._repr_markdown_().splitlines()) >= 5
+    assert json.dumps(s.to_dict())
