@@ -12,6 +12,23 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("labkit.doctor", "Check that this machine can run the lab; exit non-zero if not."),
     "mock-llm": ("labkit.mock_llm.cli", "Run the OpenAI-compatible mock LLM server."),
+    "bench": ("labkit.bench", "Measure the course's core scenarios and write JSON."),
+    "notebooks": (
+        "labkit.commands.notebooks",
+        "Build learner notebooks from the masters in solutions/.",
+    ),
+    "grade": (
+        "labkit.commands.grade",
+        "Grade submitted notebooks headless; write JSON, Markdown, JUnit.",
+    ),
+    "verify": (
+        "labkit.commands.verify",
+        "Prove each check passes the solution, fails starters and mistakes.",
+    ),
+    "solve": (
+        "labkit.commands.solve",
+        "Write a solved copy of a step's notebook beside the learner's.",
+    ),
 }
 
 

@@ -45,8 +45,10 @@ def timings(
 def result(n: int = 500, **options) -> LoadResult:
     kind = options.pop("kind", None)
     ms = options.pop("ms", 200.0)
+    shape = {k: options.pop(k) for k in ("spread", "every_s") if k in options}
     defaults = {"scenario": "chat", "users": 20, "duration_s": 5, "window": (1000.0, 1005.0)}
-    return LoadResult.from_timings(timings(n, ms=ms, kind=kind), **{**defaults, **options})
+    records = timings(n, ms=ms, kind=kind, **shape)
+    return LoadResult.from_timings(records, **{**defaults, **options})
 
 
 def test_littles_law_bound_closed_loop() -> None:
@@ -75,9 +77,26 @@ def test_figures_come_from_the_timings() -> None:
     assert r.mean_ms == pytest.approx(statistics.fmean(values))
     assert r.requests == 500 and r.errors == 100 and r.error_rate == pytest.approx(0.2)
     assert r.errors_by_kind == {"timeout": 100}
-    assert r.rps == pytest.approx(400 / 5)  # successes only, over the window
-    assert r.bound_rps == pytest.approx(100) and r.efficiency == pytest.approx(0.8)
+    last_answer = max(t.end for t in records if t.kind is None)
+    # successes only, from the first request sent to the last answer
+    assert r.rps == pytest.approx(400 / (last_answer - min(t.start for t in records)))
+    assert r.bound_rps == pytest.approx(100) and r.efficiency == pytest.approx(r.rps / 100)
     assert r.warnings == []
+
+
+def test_rps_does_not_count_requests_cut_off_at_the_stop() -> None:
+    # 4 workers, 1 s per request: 3 rounds answered by 1003.0, then Locust stops at 1003.6
+    # with a 4th round in flight. The server did 12 requests in 3 s: 4 rps, not 12 / 3.6.
+    records = [
+        Timing(start=1000.0 + round_, ms=1000.0, status=200, kind=None, bytes=10, name="chat")
+        for round_ in range(3)
+        for _ in range(4)
+    ]
+    r = LoadResult.from_timings(
+        records, scenario="chat", users=4, duration_s=3, window=(1000.0, 1003.6), latency_s=1.0
+    )
+    assert r.rps == pytest.approx(4.0)
+    assert r.window_s == pytest.approx(3.6)
 
 
 def test_percentiles_of_tiny_samples() -> None:
@@ -187,15 +206,20 @@ def test_table_renders_with_the_bound_beside_rps() -> None:
 
 
 def test_comparison_ratios_and_table() -> None:
-    before = result(100, ms=1000.0, label="sync", latency_s=1.0, workers=4)
-    after = result(500, ms=250.0, label="async", latency_s=0.2)
+    # Same span from the first request to the last answer (6 s), 5 times the answers.
+    before = result(
+        100, ms=1000.0, spread=0.0, every_s=0.05, label="sync", latency_s=1.0, workers=4
+    )
+    after = result(500, ms=1000.0, spread=0.0, every_s=0.01, label="async", latency_s=0.2)
+    after.p95_ms = 250.0  # (a faster p95 for the table)
     c = compare(before, after)
-    assert c.rps_ratio == pytest.approx(after.rps / before.rps) == pytest.approx(5)
+    assert c.rps_ratio == pytest.approx(after.rps / before.rps) == pytest.approx(5, rel=0.01)
     assert c.p95_ratio == pytest.approx(before.p95_ms / after.p95_ms)
     assert c.p95_ratio > 3
     assert c.error_rate_change == 0
     page = c._repr_html_()
-    for needle in ("p95 latency", "throughput (rps)", "error rate", "sync", "async", "×5.00"):
+    ratio = f"×{c.rps_ratio:.2f}"
+    for needle in ("p95 latency", "throughput (rps)", "error rate", "sync", "async", ratio):
         assert needle in page
     assert json.dumps(c.to_dict())
 

@@ -1,4 +1,4 @@
-"""One lock: environment.yml and binder/ agree with requirements.lock, and the lock covers pyproject."""
+"""One lock: environment.yml and binder/ follow requirements.lock, which covers pyproject."""
 
 from __future__ import annotations
 

@@ -78,7 +78,9 @@ class ServerStopWarning(RuntimeWarning):
 
 def bind_loopback(port: int = 0, backlog: int = BACKLOG) -> socket.socket:
     """Bind and listen on 127.0.0.1:`port` (0: a free port from the OS)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio only turns Nagle off (TCP_NODELAY) on sockets
+    # whose proto says TCP, and with Nagle on every keep-alive response waited ~40 ms.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     # Lets a restarted server take back its fixed port while old connections sit in TIME_WAIT;
     # on Linux it still refuses a port that another socket is listening on.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

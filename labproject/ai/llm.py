@@ -8,6 +8,7 @@ from typing import Any
 
 import openai
 from django.conf import settings
+from django.http import JsonResponse
 
 from labproject.ai.api import error_response
 
@@ -58,6 +59,11 @@ class CallRecord:
         self.ok = False
         self.error = f"{failure.code}: {failure.message}"[:500]
         return self
+
+    def response(self, **extra: Any) -> JsonResponse:
+        """The API's answer for a successful call: reply, model, usage and `extra` fields."""
+        usage = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        return JsonResponse({"reply": self.reply, "model": self.model, "usage": usage, **extra})
 
     def fields(self) -> dict[str, Any]:
         return {

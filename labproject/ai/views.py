@@ -67,14 +67,4 @@ def _complete(record: CallRecord, messages: list[dict[str, str]], **extra) -> Js
             return failure.response()
     record.succeeded(completion)
     AICall.objects.create(**record.fields())
-    return JsonResponse(
-        {
-            "reply": record.reply,
-            "model": record.model,
-            "usage": {
-                "prompt_tokens": record.prompt_tokens,
-                "completion_tokens": record.completion_tokens,
-            },
-            **extra,
-        }
-    )
+    return record.response(**extra)

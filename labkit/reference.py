@@ -1,0 +1,93 @@
+"""The course's recommended async views: what the notebooks build step by step, in one place.
+
+The benchmark serves these as "after", and checks compare learners' answers against their
+behaviour. Learners never need to read this module: the notebooks teach each piece, and
+`solutions/` holds the versions written in the course's own cells.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import httpx2
+import openai
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from labproject.ai.api import ApiError, read_prompt
+from labproject.ai.llm import CallRecord, client_options, failure_from, messages_for
+from labproject.ai.models import AICall
+
+# Connections kept per event loop: enough for a worker's concurrent calls, and below the
+# provider's concurrency limits. One client per loop, since an httpx2 pool is bound to the
+# loop that created it ("bound to a different event loop" otherwise).
+POOL_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=100)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_client() -> openai.AsyncOpenAI:
+    """Return this event loop's pooled AsyncOpenAI client, creating it on first use."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        http_client = openai.DefaultAsyncHttpxClient(limits=POOL_LIMITS)
+        client = openai.AsyncOpenAI(**client_options(), http_client=http_client)
+        _clients[loop] = client
+    return client
+
+
+_sync_client: openai.OpenAI | None = None
+
+
+def sync_client() -> openai.OpenAI:
+    """Return the process's shared sync client (httpx2's sync pool is thread-safe)."""
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = openai.OpenAI(**client_options())
+    return _sync_client
+
+
+@csrf_exempt
+def sync_chat(request: HttpRequest) -> JsonResponse:
+    """The sync chat view with a shared client: each call still holds a worker thread."""
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    record = CallRecord(endpoint="chat", prompt=prompt)
+    try:
+        completion = sync_client().chat.completions.create(
+            model=settings.LLM_MODEL, messages=messages_for(prompt)
+        )
+    except Exception as exc:  # every LLM fault becomes a logged failure and a mapped status
+        failure = failure_from(exc)
+        AICall.objects.create(**record.failed(failure).fields())
+        return failure.response()
+    record.succeeded(completion)
+    AICall.objects.create(**record.fields())
+    return record.response()
+
+
+@csrf_exempt
+async def chat(request: HttpRequest) -> JsonResponse:
+    """The async chat view: awaits the LLM through the loop's pooled client."""
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    record = CallRecord(endpoint="chat", prompt=prompt)
+    try:
+        completion = await async_client().chat.completions.create(
+            model=settings.LLM_MODEL, messages=messages_for(prompt)
+        )
+    except Exception as exc:  # every LLM fault becomes a logged failure and a mapped status
+        failure = failure_from(exc)
+        await AICall.objects.acreate(**record.failed(failure).fields())
+        return failure.response()
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+    return record.response()
