@@ -5,11 +5,11 @@ from __future__ import annotations
 import labkit
 
 EXPECTED = [
-    "ASGIServer", "Lab", "LoadResult", "MockLLM", "QueryLog", "WSGIServer",
-    "allow_asyncio_run", "arun_load", "boot", "compare", "compare_timelines", "count_queries",
-    "in_worker_thread", "littles_law_bound", "mock_llm", "plot_timeline", "rate_sweep",
-    "run_load", "serve_asgi", "serve_gunicorn", "serve_uvicorn", "serve_wsgi", "stop_all",
-    "sweep", "track_requests",
+    "ASGIServer", "Lab", "LoadResult", "Measurement", "MockLLM", "QueryLog", "Sizes",
+    "WSGIServer", "allow_asyncio_run", "arun_load", "boot", "compare", "compare_timelines",
+    "count_queries", "in_worker_thread", "littles_law_bound", "measure", "mock_llm", "overlap",
+    "plot_timeline", "rate_sweep", "run_load", "serve_asgi", "serve_gunicorn", "serve_uvicorn",
+    "serve_wsgi", "sizes", "stop_all", "sweep", "track_requests",
 ]  # fmt: skip
 
 
