@@ -13,15 +13,18 @@ python_ok() {
 find_python() {
     local candidate
     # An explicit choice wins, then what is on PATH, then pyenv's versions folder (this is
-    # how a machine with 3.12 installed but not on PATH is found).
-    for candidate in "${LAB_PYTHON:-}" python3.13 python3.12 python3; do
+    # how a machine with 3.12 installed but not on PATH is found). 3.12 first: the lock,
+    # environment.yml and Binder are all resolved for it.
+    for candidate in "${LAB_PYTHON:-}" python3.12 python3.13 python3.14 python3; do
         [ -n "$candidate" ] || continue
         if command -v "$candidate" >/dev/null 2>&1 && python_ok "$(command -v "$candidate")"; then
             command -v "$candidate"
             return 0
         fi
     done
-    for candidate in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do
+    local versions="${PYENV_ROOT:-$HOME/.pyenv}/versions"
+    for candidate in $(ls -d "$versions"/3.12*/bin/python3 2>/dev/null | sort -rV) \
+                     $(ls -d "$versions"/3.1[3-9]*/bin/python3 2>/dev/null | sort -V); do
         if python_ok "$candidate"; then
             echo "$candidate"
             return 0
@@ -39,7 +42,7 @@ if [ ! -x "$venv/bin/python" ]; then
     if ! python="$(find_python)"; then
         cat >&2 <<'MSG'
 setup: this lab needs Python 3.12 or newer (Django 6 requires it), and none was found
-on PATH (python3.13, python3.12, python3) or under ~/.pyenv/versions.
+on PATH (python3.12, python3.13, python3.14, python3) or under ~/.pyenv/versions.
 Install one, then run this command again. For example:
   Debian/Ubuntu:  sudo apt install python3.12 python3.12-venv
   macOS:          brew install python@3.12

@@ -1,0 +1,90 @@
+"""The course as shipped: learner copies match the masters, every check is proven, and the
+grader gives the masters full marks and untouched learner copies zero (not attempted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+MASTERS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _labkit(*args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LAB_STATE_DIR"}
+    return subprocess.run(
+        [sys.executable, "-m", "labkit", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
+    )  # fmt: skip
+
+
+def test_there_is_a_course():
+    assert MASTERS, "solutions/ holds no masters"
+    learner = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert learner == [p.name for p in MASTERS]
+
+
+def test_learner_notebooks_are_built_from_the_masters():
+    result = _labkit("notebooks", "build", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_committed_notebooks_carry_no_outputs():
+    for path in [*MASTERS, *(ROOT / "notebooks").glob("*.ipynb")]:
+        nb = json.loads(path.read_text())
+        dirty = [
+            i for i, c in enumerate(nb["cells"]) if c.get("outputs") or c.get("execution_count")
+        ]
+        assert not dirty, f"{path.name}: cells {dirty} carry outputs"
+
+
+def test_verify_proves_every_check():
+    result = _labkit("verify")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def grades(tmp_path_factory):
+    out = tmp_path_factory.mktemp("grades")
+    reports = {}
+    for kind in ("solutions", "notebooks"):
+        report = out / f"{kind}.json"
+        result = _labkit("grade", kind, "--json", str(report), "--cell-timeout", "240")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        reports[kind] = json.loads(report.read_text())["notebooks"]
+    return reports
+
+
+def test_masters_get_full_marks(grades):
+    for notebook in grades["solutions"]:
+        wrong = [e for e in notebook["exercises"] if e["status"] != "correct"]
+        assert not wrong, f"{notebook['path']}: {wrong}"
+        assert notebook["score"] == notebook["max_score"] > 0
+
+
+def test_learner_copies_grade_not_attempted(grades):
+    for notebook in grades["notebooks"]:
+        statuses = {e["status"] for e in notebook["exercises"]}
+        assert statuses == {"not_attempted"}, f"{notebook['path']}: {notebook['exercises']}"
+        assert notebook["score"] == 0
+
+
+def test_every_graded_step_has_two_exercises_with_two_wrong_answers():
+    from labkit.exercises.registry import exercises
+
+    for master in MASTERS:
+        step = master.name[:2]
+        found = exercises(step)
+        if step == "00":
+            assert found, "00 needs its warm-up exercise"
+            continue
+        assert len(found) >= 2, f"step {step} has {len(found)} exercises"
+        for exercise in found:
+            assert len(exercise.wrong_answers) >= 2, f"{exercise.id} has too few wrong answers"
