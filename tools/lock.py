@@ -1,8 +1,8 @@
 """Keep requirements.lock the one source of exact versions, and derive the files that repeat it.
 
-    python tools/lock.py            # rewrite environment.yml and binder/requirements.txt
-    python tools/lock.py --check    # exit 1 if they disagree with the lock (the tests run this)
-    python tools/lock.py --update   # re-resolve pyproject.toml into a fresh lock (needs 3.12)
+python tools/lock.py            # rewrite environment.yml and binder/requirements.txt
+python tools/lock.py --check    # exit 1 if they disagree with the lock (the tests run this)
+python tools/lock.py --update   # re-resolve pyproject.toml into a fresh lock (needs 3.12)
 """
 
 from __future__ import annotations
@@ -89,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path.relative_to(ROOT)}")
     if stale:
         names = ", ".join(map(str, stale))
-        print(f"out of date with requirements.lock: {names}; run python tools/lock.py", file=sys.stderr)
+        print(
+            f"out of date with requirements.lock: {names}; run python tools/lock.py",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
