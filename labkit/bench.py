@@ -81,8 +81,8 @@ def _async_uvicorn(users: int, latency_s: float, duration_s: float) -> dict:
     from labkit import reference
     from labkit.servers import ASGIServer
     from labproject import routes
-    from labproject.asgi import application
 
+    application = reference.asgi_application()  # middleware hooks run inline, no thread hops
     with routes.override("chat", reference.chat), ASGIServer(application) as server:
         result, meter = _load(server.url, users, latency_s, duration_s, workers=None, label="async")
     return _scenario("async-uvicorn", "uvicorn", 1, users, latency_s, result, meter)

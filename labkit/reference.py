@@ -111,3 +111,61 @@ async def log_call(record: CallRecord) -> None:
     lock = _sqlite_writes.setdefault(loop, asyncio.Lock())
     async with lock:
         await AICall.objects.acreate(**record.fields())
+
+
+def _inline(middleware: type) -> type:
+    """An async-native version of a `MiddlewareMixin` middleware whose hooks do no I/O.
+
+    Django runs each hook of a sync-capable middleware through `sync_to_async` on an async
+    request: a thread hop per hook, per request. These three middlewares only read headers and
+    cookies, so their hooks can run inline on the event loop.
+    """
+
+    class Inline(middleware):
+        async def __acall__(self, request):
+            response = None
+            if hasattr(self, "process_request"):
+                response = self.process_request(request)
+            response = response or await self.get_response(request)
+            if hasattr(self, "process_response"):
+                response = self.process_response(request, response)
+            return response
+
+        if hasattr(middleware, "process_view"):
+
+            async def process_view(self, request, view, args, kwargs):
+                return middleware.process_view(self, request, view, args, kwargs)
+
+    Inline.__name__ = Inline.__qualname__ = f"Inline{middleware.__name__}"
+    Inline.__module__ = __name__
+    return Inline
+
+
+def _middleware_classes() -> dict[str, type]:
+    from django.middleware.common import CommonMiddleware
+    from django.middleware.csrf import CsrfViewMiddleware
+    from django.middleware.security import SecurityMiddleware
+
+    return {cls.__name__: _inline(cls) for cls in (SecurityMiddleware, CommonMiddleware,
+                                                   CsrfViewMiddleware)}  # fmt: skip
+
+
+InlineSecurityMiddleware = _middleware_classes()["SecurityMiddleware"]
+InlineCommonMiddleware = _middleware_classes()["CommonMiddleware"]
+InlineCsrfViewMiddleware = _middleware_classes()["CsrfViewMiddleware"]
+
+# The project's middleware with every hook run on the event loop (same checks, no hops).
+MIDDLEWARE = [
+    "labkit.reference.InlineSecurityMiddleware",
+    "labkit.reference.InlineCommonMiddleware",
+    "labkit.reference.InlineCsrfViewMiddleware",
+]
+
+
+def asgi_application():
+    """An ASGI handler for the project with `MIDDLEWARE` above: the recommended setup."""
+    from django.core.handlers.asgi import ASGIHandler
+    from django.test import override_settings
+
+    with override_settings(MIDDLEWARE=MIDDLEWARE):
+        return ASGIHandler()

@@ -1,0 +1,72 @@
+"""The recommended async setup keeps Django's protections while skipping thread hops."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from django.http import JsonResponse
+
+from labkit.servers import ASGIServer
+
+pytestmark = pytest.mark.usefixtures("mock_llm")
+
+
+@pytest.fixture(scope="module")
+def server():
+    from labkit import reference
+    from labproject import routes
+
+    with routes.override("chat", reference.chat), ASGIServer(reference.asgi_application()) as s:
+        yield s
+
+
+def test_reference_chat_answers_and_logs(server):
+    from labproject.ai.models import AICall
+
+    before = AICall.objects.count()
+    response = httpx.post(f"{server.url}/api/chat/", json={"prompt": "hello"})
+    assert response.status_code == 200, response.text
+    assert response.json()["reply"]
+    assert AICall.objects.count() == before + 1
+    assert response.headers["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware ran
+
+
+def test_csrf_still_enforced_for_views_not_exempted(server):
+    from labproject import routes
+
+    async def not_exempt(request):
+        return JsonResponse({"ok": True})
+
+    with routes.override("chat", not_exempt):
+        response = httpx.post(f"{server.url}/api/chat/", json={"prompt": "hello"})
+    assert response.status_code == 403
+
+
+def test_append_slash_still_redirects(server):
+    response = httpx.get(f"{server.url}/api/documents/1/summary")
+    assert response.status_code == 301
+    assert response.headers["location"].endswith("/api/documents/1/summary/")
+
+
+def test_inline_middleware_runs_no_hook_in_a_thread():
+    import asyncio
+    import threading
+
+    from django.middleware.security import SecurityMiddleware
+
+    from labkit.reference import InlineSecurityMiddleware
+
+    seen = []
+
+    class Probe(InlineSecurityMiddleware):
+        def process_request(self, request):
+            seen.append(threading.current_thread().name)
+
+    async def get_response(request):
+        return JsonResponse({})
+
+    from django.test import RequestFactory
+
+    asyncio.run(Probe(get_response)(RequestFactory().get("/")))
+    assert seen == [threading.main_thread().name]
+    assert issubclass(InlineSecurityMiddleware, SecurityMiddleware)
