@@ -140,11 +140,18 @@ def _ensure_llm(preset: str | None) -> bool:
 
 
 def _migrate_and_seed() -> bool:
+    import fcntl
+
     from django.core.management import call_command
 
     from labproject.ai.models import Document
+    from labproject.state import state_dir
 
-    call_command("migrate", verbosity=0, interactive=False)
-    first = not Document.objects.exists()
-    call_command("seed", verbosity=0)
+    # Two kernels booting on one state dir (a grader, a second notebook) must not migrate the
+    # same SQLite file at once ("table ... already exists"): the second waits for the first.
+    with open(state_dir() / "boot.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        call_command("migrate", verbosity=0, interactive=False)
+        first = not Document.objects.exists()
+        call_command("seed", verbosity=0)
     return first

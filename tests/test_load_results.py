@@ -77,9 +77,9 @@ def test_figures_come_from_the_timings() -> None:
     assert r.mean_ms == pytest.approx(statistics.fmean(values))
     assert r.requests == 500 and r.errors == 100 and r.error_rate == pytest.approx(0.2)
     assert r.errors_by_kind == {"timeout": 100}
-    last_answer = max(t.end for t in records if t.kind is None)
-    # successes only, from the first request sent to the last answer
-    assert r.rps == pytest.approx(400 / (last_answer - min(t.start for t in records)))
+    last_reply = max(t.end for t in records)
+    # successes only, from the first request sent to the last reply (timeouts included)
+    assert r.rps == pytest.approx(400 / (last_reply - min(t.start for t in records)))
     assert r.bound_rps == pytest.approx(100) and r.efficiency == pytest.approx(r.rps / 100)
     assert r.warnings == []
 
@@ -97,6 +97,14 @@ def test_rps_does_not_count_requests_cut_off_at_the_stop() -> None:
     )
     assert r.rps == pytest.approx(4.0)
     assert r.window_s == pytest.approx(3.6)
+
+
+def test_late_timeouts_end_the_span() -> None:
+    # 8 answers early, then timeouts until the end: the rate is 8 over the whole span.
+    ok = [Timing(1000.0 + i * 0.1, 1000.0, 200, None, 10, "chat") for i in range(8)]
+    late = [Timing(1002.0 + i, 3000.0, 0, "timeout", 0, "chat") for i in range(8)]
+    r = LoadResult.from_timings(ok + late, scenario="chat", users=50, duration_s=12)
+    assert r.rps == pytest.approx(8 / (1012.0 - 1000.0))
 
 
 def test_percentiles_of_tiny_samples() -> None:

@@ -86,20 +86,25 @@ def littles_law_bound(
     return min(users / (latency_s + wait_s), server_cap)
 
 
-def _answer_rate(answered: list, first_start: float | None, window_s: float) -> float:
-    """Successful answers per second, from the first request sent to the last answer."""
-    if not answered or first_start is None:
+def _answer_rate(records: list, window_s: float) -> float:
+    """Successful answers per second, from the first request sent to the last reply of any kind.
+
+    Failures (timeouts included) end the span too, so a run whose late requests all time out
+    is not credited with the rate of its few early answers.
+    """
+    answered = sum(1 for t in records if t.kind is None)
+    if not answered:
         return 0.0
-    span = max(t.end for t in answered) - first_start
-    return len(answered) / span if span > 0 else len(answered) / window_s
+    span = max(t.end for t in records) - min(t.start for t in records)
+    return answered / span if span > 0 else answered / window_s
 
 
 @dataclass
 class LoadResult:
     """The scenario of one load run and what it measured; renders as a table in Jupyter.
 
-    `rps` counts successful answers from the first request sent to the last answer: requests
-    Locust cut off at its stop (still in flight, answered or not) are not held against the
+    `rps` counts successful answers from the first request sent to the last reply (failures
+    included): requests Locust cut off at its stop, still in flight, are not held against the
     server. `window_s` is Locust's own start to stop. `p50_ms`, `p95_ms`, `p99_ms` come from
     the raw time of every answered request, failures included (`timings` holds them all).
     `bound_rps` is Little's law for the scenario (see `littles_law_bound`) and `efficiency`
@@ -181,8 +186,7 @@ class LoadResult:
             )
         elif mode == "open" and arrival_rate:
             bound = float(arrival_rate)
-        first_start = records[0].start if records else None
-        rps = _answer_rate([t for t in records if t.kind is None], first_start, window_s)
+        rps = _answer_rate(records, window_s)
         result = cls(
             scenario=scenario,
             mode=mode,
