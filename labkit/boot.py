@@ -66,6 +66,11 @@ def boot(*, llm_preset: str | None = None, quiet: bool = False) -> Lab:
         )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
     llm_is_mock = _ensure_llm(llm_preset)
+    from labkit.services import apply_environment
+
+    # Redis/PostgreSQL started by `labkit services up` -> LAB_CACHE_URL/LAB_DATABASE_URL,
+    # unless the user set them (or LAB_USE_SERVICES=0).
+    apply_environment()
 
     import django
     from django.apps import apps

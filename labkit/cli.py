@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "labkit.commands.verify",
         "Prove each check passes the solution, fails starters and mistakes.",
     ),
+    "services": ("labkit.services.cli", "Start, stop and check Redis and PostgreSQL on loopback."),
     "solve": (
         "labkit.commands.solve",
         "Write a solved copy of a step's notebook beside the learner's.",

@@ -9,6 +9,7 @@
 | LAB_LLM_API_KEY     | OPENAI_API_KEY, else a placeholder       |
 | LAB_LLM_MODEL       | `mock-gpt`                               |
 | LAB_LLM_TIMEOUT_S   | 30                                       |
+| LAB_ALLOWED_HOSTS   | none beyond loopback (comma-separated)   |
 | LAB_DEBUG           | off                                      |
 """
 
@@ -23,7 +24,10 @@ from labproject.state import secret_key, state_dir
 STATE_DIR = state_dir()
 SECRET_KEY = secret_key()
 DEBUG = os.environ.get("LAB_DEBUG", "").lower() in {"1", "true", "yes", "on"}
-ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+# Loopback names only; behind jupyter-server-proxy on a hub, add the hub's host name(s).
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"] + [
+    host.strip() for host in os.environ.get("LAB_ALLOWED_HOSTS", "").split(",") if host.strip()
+]
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
