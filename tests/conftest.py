@@ -46,6 +46,7 @@ def django_db():
 def mock_llm(django_db):
     """The kit's mock LLM, near-instant, with Django's settings pointed at it."""
     from django.conf import settings
+
     from labkit.mock_llm import MockLLM
 
     with MockLLM(preset="instant") as llm:

@@ -11,7 +11,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_ruff_check_is_clean():
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "labkit", "labproject", "tests", "tools"],
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "labkit",
+            "labproject",
+            "tests",
+            "tools",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
