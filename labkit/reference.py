@@ -14,6 +14,9 @@ import httpx2
 import openai
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+from django.middleware.common import CommonMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
+from django.middleware.security import SecurityMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from labproject.ai.api import ApiError, read_prompt
@@ -141,18 +144,9 @@ def _inline(middleware: type) -> type:
     return Inline
 
 
-def _middleware_classes() -> dict[str, type]:
-    from django.middleware.common import CommonMiddleware
-    from django.middleware.csrf import CsrfViewMiddleware
-    from django.middleware.security import SecurityMiddleware
-
-    return {cls.__name__: _inline(cls) for cls in (SecurityMiddleware, CommonMiddleware,
-                                                   CsrfViewMiddleware)}  # fmt: skip
-
-
-InlineSecurityMiddleware = _middleware_classes()["SecurityMiddleware"]
-InlineCommonMiddleware = _middleware_classes()["CommonMiddleware"]
-InlineCsrfViewMiddleware = _middleware_classes()["CsrfViewMiddleware"]
+InlineSecurityMiddleware = _inline(SecurityMiddleware)
+InlineCommonMiddleware = _inline(CommonMiddleware)
+InlineCsrfViewMiddleware = _inline(CsrfViewMiddleware)
 
 # The project's middleware with every hook run on the event loop (same checks, no hops).
 MIDDLEWARE = [
