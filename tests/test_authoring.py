@@ -26,8 +26,20 @@ def source(cell: dict) -> str:
     return "".join(cell["source"])
 
 
+def _master_with_outputs(folder: Path) -> Path:
+    """A copy of the demo master as an author's run leaves it: outputs and counts in a cell."""
+    folder.mkdir()
+    nb = json.loads((SOLUTIONS / "90_demo.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["master output\n"]}]
+    cell["execution_count"] = 3
+    (folder / "90_demo.ipynb").write_text(json.dumps(nb, indent=1))
+    return folder
+
+
 def test_build_makes_the_learner_copy(tmp_path):
-    assert build_cli("--source", SOLUTIONS, "--dest", tmp_path) == 0
+    source_dir = _master_with_outputs(tmp_path / "masters")
+    assert build_cli("--source", source_dir, "--dest", tmp_path) == 0
     learner = tmp_path / "90_demo.ipynb"
     nb = json.loads(learner.read_text())
     cells = nb["cells"]
@@ -46,7 +58,7 @@ def test_build_makes_the_learner_copy(tmp_path):
     assert "return 2 * x" not in text and 'await fake_llm(\\"hi\\")' not in text
     assert "assert double(21) == 42" not in text  # the hidden-tests cell is gone
     assert len(cells) == len(json.loads((SOLUTIONS / "90_demo.ipynb").read_text())["cells"]) - 1
-    assert "###" not in text
+    assert "###" not in text and "master output" not in text
     for cell in cells:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None
