@@ -32,17 +32,20 @@ def secret_key() -> str:
     from_env = os.environ.get("DJANGO_SECRET_KEY")
     if from_env:
         return from_env
-    path = state_dir() / "secret_key"
+    return secret_file(state_dir() / "secret_key", secrets.token_urlsafe(50))
+
+
+def secret_file(path: Path, new_value: str) -> str:
+    """Return the secret stored at `path`, writing `new_value` there (mode 600) if none is."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    key = secrets.token_urlsafe(50)
-    # O_EXCL: if two processes race on first start, the loser reads the winner's key.
+    # O_EXCL: if two processes race on first start, the loser reads the winner's value.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path.read_text().strip()
     with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key
+        f.write(new_value)
+    return new_value

@@ -99,8 +99,24 @@ def _answer_rate(records: list, window_s: float) -> float:
     return answered / span if span > 0 else answered / window_s
 
 
+class _Rendered:
+    """Shown as a table: HTML and Markdown in Jupyter, plain text in a console."""
+
+    def _table(self) -> _Table:
+        raise NotImplementedError
+
+    def _repr_html_(self) -> str:
+        return self._table().html()
+
+    def _repr_markdown_(self) -> str:
+        return self._table().markdown()
+
+    def __str__(self) -> str:
+        return self._table().text()
+
+
 @dataclass
-class LoadResult:
+class LoadResult(_Rendered):
     """The scenario of one load run and what it measured; renders as a table in Jupyter.
 
     `rps` counts successful answers from the first request sent to the last reply (failures
@@ -277,15 +293,6 @@ class LoadResult:
         title = f"{self.label}: {self.describe()}" if self.label else self.describe()
         return _Table(title, header, [row], self.warnings)
 
-    def _repr_html_(self) -> str:
-        return self._table().html()
-
-    def _repr_markdown_(self) -> str:
-        return self._table().markdown()
-
-    def __str__(self) -> str:
-        return self._table().text()
-
     def plot(self) -> Figure:
         """Plot latency over time beside its distribution."""
         from labkit.load.plots import plot_result
@@ -341,7 +348,7 @@ def trust_warnings(result: LoadResult) -> list[str]:
 
 
 @dataclass
-class Comparison:
+class Comparison(_Rendered):
     """Two runs of the same scenario, before and after a change, with ratios."""
 
     before: LoadResult
@@ -390,15 +397,6 @@ class Comparison:
         warnings = [f"{r.name}: {w}" for r in (b, a) for w in r.warnings]
         return _Table(title, header, rows, warnings)
 
-    def _repr_html_(self) -> str:
-        return self._table().html()
-
-    def _repr_markdown_(self) -> str:
-        return self._table().markdown()
-
-    def __str__(self) -> str:
-        return self._table().text()
-
     def plot(self) -> Figure:
         """Plot both latency distributions and both throughputs against their bounds."""
         from labkit.load.plots import plot_comparison
@@ -415,7 +413,7 @@ def compare(before: LoadResult, after: LoadResult) -> Comparison:
 
 
 @dataclass
-class Sweep:
+class Sweep(_Rendered):
     """Runs that differ in one parameter (`users` or `arrival_rate`), for a curve."""
 
     parameter: str
@@ -459,15 +457,6 @@ class Sweep:
             for w in r.warnings
         ]
         return _Table(title, header, rows, warnings)
-
-    def _repr_html_(self) -> str:
-        return self._table().html()
-
-    def _repr_markdown_(self) -> str:
-        return self._table().markdown()
-
-    def __str__(self) -> str:
-        return self._table().text()
 
     def plot(self) -> Figure:
         """Plot rps and p95 against the swept parameter, with the bound line."""

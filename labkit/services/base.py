@@ -310,18 +310,10 @@ def writable_dir(path: Path, what: str = "data dir") -> Path:
 
 def secret(path: Path) -> str:
     """Read the password stored at `path`, creating a random one (mode 600) on first use."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    value = secrets.token_urlsafe(24)  # URL-safe: goes into redis:// and postgres:// URLs as is
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(value)
-    return value
+    from labproject.state import secret_file
+
+    # URL-safe: goes into redis:// and postgres:// URLs as is.
+    return secret_file(path, secrets.token_urlsafe(24))
 
 
 @contextlib.contextmanager
