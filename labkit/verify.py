@@ -110,6 +110,9 @@ async def _verify_master(master: Any, source: Path, cell_timeout: int) -> list[P
                 if error and "raises-exception" not in tags:
                     proofs.append(Proof("-", f"master cell {cell.index} runs", "ok", error, False))
     finally:
+        from labkit.services.provision import stop_leftovers
+
+        stop_leftovers(workdir / "state")
         shutil.rmtree(workdir, ignore_errors=True)
     return proofs
 

@@ -207,6 +207,9 @@ async def _execute(
                 raise GraderFailure(f"could not start a kernel for {path}: {exc}") from exc
             raise
     finally:
+        from labkit.services.provision import stop_leftovers
+
+        stop_leftovers(workdir / "state")
         shutil.rmtree(workdir, ignore_errors=True)
 
     results: dict[str, tuple[str, str]] = {}
