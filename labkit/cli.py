@@ -33,7 +33,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (`only`) one whose single subcommand's module is imported.
+
+    `labkit mock-llm` starts every kernel's mock: it must not depend on the other commands'
+    modules importing cleanly.
+    """
     parser = argparse.ArgumentParser(
         prog="labkit",
         description="Instruments of the Django AI Async Lab.",
@@ -49,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         command.set_defaults(_module=module_name)
-        importlib.import_module(module_name).add_arguments(command)
+        if only in (None, name):
+            importlib.import_module(module_name).add_arguments(command)
     return parser
 
 
@@ -61,7 +67,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

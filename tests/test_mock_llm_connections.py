@@ -53,10 +53,12 @@ def test_a_client_per_call_opens_a_connection_per_call_and_pooling_saves_the_del
     assert per_call["connections_total"] == N_CALLS
     assert shared["connections_total"] == 1
     assert per_call["requests_total"] == shared["requests_total"] == N_CALLS
-    # Each avoided connection saves one connect delay; wide margins for a busy machine.
+    # Each avoided connection saves at least one connect delay (wide margin for a busy machine).
+    # No upper bound: a client per call also pays for building the client (an SSL context,
+    # ~50 ms of CPU), which grows without limit when other processes hold the CPUs.
     expected_saving = CONNECT_DELAY_S * (N_CALLS - 1)
     saving = per_call_s - shared_s
-    assert 0.6 < saving / expected_saving < 1.8, (per_call_s, shared_s)
+    assert saving / expected_saving > 0.6, (per_call_s, shared_s)
     assert shared_s < CONNECT_DELAY_S + 0.6
 
 
