@@ -8,38 +8,62 @@ behaviour. Learners never need to read this module: the notebooks teach each pie
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import weakref
+from typing import Any
 
 import httpx2
 import openai
 from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpRequest, JsonResponse
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from labproject.ai.api import ApiError, read_prompt
-from labproject.ai.llm import CallRecord, client_options, failure_from, messages_for
-from labproject.ai.models import AICall
+from labkit.singleflight import SingleFlight
+from labproject.ai.api import ApiError, read_prompt, require_method
+from labproject.ai.llm import (
+    CallRecord,
+    LLMFailure,
+    client_options,
+    failure_from,
+    messages_for,
+)
+from labproject.ai.models import AICall, Document
+from labproject.ai.views import SUMMARY_INSTRUCTION
 
 # Connections kept per event loop: enough for a worker's concurrent calls, and below the
 # provider's concurrency limits. One client per loop, since an httpx2 pool is bound to the
 # loop that created it ("bound to a different event loop" otherwise).
 POOL_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=100)
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-    weakref.WeakKeyDictionary()
-)
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[dict[str, Any], openai.AsyncOpenAI]
+] = weakref.WeakKeyDictionary()
+_retired: set[asyncio.Task[None]] = set()
 
 
 def async_client() -> openai.AsyncOpenAI:
-    """Return this event loop's pooled AsyncOpenAI client, creating it on first use."""
+    """Return this event loop's pooled AsyncOpenAI client, creating it on first use.
+
+    The client is rebuilt when the settings it was made from change (base URL, key, timeout,
+    retries), so switching to a real provider or a shorter timeout takes effect at once.
+    """
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        http_client = openai.DefaultAsyncHttpxClient(limits=POOL_LIMITS)
-        client = openai.AsyncOpenAI(**client_options(), http_client=http_client)
-        _clients[loop] = client
+    options = client_options()
+    held = _clients.get(loop)
+    if held is not None and held[0] == options:
+        return held[1]
+    http_client = openai.DefaultAsyncHttpxClient(limits=POOL_LIMITS)
+    client = openai.AsyncOpenAI(**options, http_client=http_client)
+    _clients[loop] = (options, client)
+    if held is not None:
+        # Close the old pool's sockets once its in-flight calls are done with it.
+        task = loop.create_task(held[1].close())
+        _retired.add(task)
+        task.add_done_callback(_retired.discard)
     return client
 
 
@@ -84,15 +108,117 @@ async def chat(request: HttpRequest) -> JsonResponse:
         return error.response()
     record = CallRecord(endpoint="chat", prompt=prompt)
     try:
+        await complete(record, messages_for(prompt))
+    except LLMFailed as failed:
+        return failed.failure.response()
+    return record.response()
+
+
+@csrf_exempt
+async def document_summary(request: HttpRequest, doc_id: int) -> JsonResponse:
+    """Summarise document `doc_id` from its chunks, read in one query."""
+    try:
+        require_method(request, "GET")
+        lines = await summary_lines(doc_id)
+    except ApiError as error:
+        return error.response()
+    prompt = f"{SUMMARY_INSTRUCTION}\n\n" + "\n".join(lines)
+    record = CallRecord(endpoint="summary", prompt=prompt)
+    try:
+        await complete(record, messages_for(prompt))
+    except LLMFailed as failed:
+        return failed.failure.response()
+    return record.response(document=doc_id)
+
+
+async def summary_lines(doc_id: int) -> list[str]:
+    """The document's cited chunk lines: one query (a join), or ApiError 404."""
+    rows = Document.objects.filter(pk=doc_id).values_list(
+        "title", "chunks__position", "chunks__text"
+    )
+    found = [row async for row in rows.order_by("chunks__position")]
+    if not found:
+        raise ApiError(404, "document_not_found", f"there is no document {doc_id}.")
+    return [f"[{title} §{pos}] {text}" for title, pos, text in found if pos is not None]
+
+
+class LLMFailed(Exception):
+    """The LLM call failed; the failure is logged already and says what to answer."""
+
+    def __init__(self, failure: LLMFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+async def complete(record: CallRecord, messages: list[dict[str, str]], **params: Any) -> CallRecord:
+    """Call the LLM, log the call either way, and fill `record`; raise LLMFailed on a fault."""
+    try:
         completion = await async_client().chat.completions.create(
-            model=settings.LLM_MODEL, messages=messages_for(prompt)
+            model=settings.LLM_MODEL, messages=messages, **params
         )
     except Exception as exc:  # every LLM fault becomes a logged failure and a mapped status
-        await log_call(record.failed(failure := failure_from(exc)))
-        return failure.response()
+        failure = failure_from(exc)
+        await log_call(record.failed(failure))
+        raise LLMFailed(failure) from exc
     record.succeeded(completion)
     await log_call(record)
-    return record.response()
+    return record
+
+
+# What the cached view sends besides the prompt. All of it goes into the cache key: the same
+# prompt with another model, system prompt or temperature is another answer.
+CHAT_SYSTEM: str | None = None
+CHAT_PARAMS: dict[str, Any] = {"temperature": 0}
+# Bump to drop every cached answer at once (a new prompt template, a changed reply shape).
+CACHE_VERSION = 1
+CACHE_TTL_S = 600
+CACHE_ALIAS = "default"
+flights = SingleFlight()
+
+
+def chat_cache_key(
+    prompt: str, *, model: str, system: str | None = None, params: dict[str, Any] | None = None
+) -> str:
+    """A cache key for one answer: version, model, params, system prompt and prompt, hashed.
+
+    Hashed because prompts are long and may hold characters memcached keys refuse.
+    """
+    material = json.dumps(
+        [CACHE_VERSION, model, params or {}, system or "", prompt],
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return f"chat:v{CACHE_VERSION}:{hashlib.sha256(material.encode()).hexdigest()}"
+
+
+@csrf_exempt
+async def cached_chat(request: HttpRequest) -> JsonResponse:
+    """The chat view with a response cache; identical concurrent misses make one LLM call."""
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    model = settings.LLM_MODEL
+    key = chat_cache_key(prompt, model=model, system=CHAT_SYSTEM, params=CHAT_PARAMS)
+    cache = caches[CACHE_ALIAS]
+    answer = await cache.aget(key)
+    cached = answer is not None
+    if not cached:
+        try:
+            answer = await flights.do(key, lambda: _answer_and_store(prompt, key))
+        except LLMFailed as failed:
+            return failed.failure.response()
+    return JsonResponse({**answer, "cached": cached})
+
+
+async def _answer_and_store(prompt: str, key: str) -> dict[str, Any]:
+    record = CallRecord(endpoint="chat", prompt=prompt)
+    await complete(record, messages_for(prompt, CHAT_SYSTEM), **CHAT_PARAMS)
+    usage = {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens}
+    answer = {"reply": record.reply, "model": record.model, "usage": usage}
+    # Only successes are cached: a fault must not be served again for CACHE_TTL_S.
+    await caches[CACHE_ALIAS].aset(key, answer, CACHE_TTL_S)
+    return answer
 
 
 _sqlite_writes = weakref.WeakKeyDictionary()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from labproject.ai import views
+from labproject.ai.api import error_response
 from labproject.routes import route
 
 
@@ -18,3 +19,27 @@ urlpatterns = [
     route("api/chat/", views.chat, name="chat"),
     route("api/documents/<int:doc_id>/summary/", views.document_summary, name="summary"),
 ]
+
+
+# The project is a JSON API: Django's own error pages are HTML, which an API client cannot
+# read. These answer in the API's error shape instead (used when DEBUG is off).
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(400, "bad_request", "the request could not be understood.")
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(403, "forbidden", "this request is not allowed.")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return error_response(404, "not_found", f"there is nothing at {request.path[:200]}.")
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return error_response(500, "server_error", "the server failed; the error is logged.")
+
+
+handler400 = bad_request
+handler403 = forbidden
+handler404 = not_found
+handler500 = server_error

@@ -60,9 +60,14 @@ def read_json(request: HttpRequest) -> dict:
     except RequestDataTooBig:
         raise ApiError(413, "body_too_large", "the request body is too large.") from None
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except ValueError as exc:  # NaN or Infinity: Python's json accepts them, JSON does not
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # The decoder recurses per nesting level: "[[[[…" 100k deep would otherwise be a 500.
+        raise ApiError(400, "invalid_json", "the body's JSON is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", f"expected a JSON object, got {type(data).__name__}.")
     return data
@@ -81,9 +86,23 @@ def read_prompt(request: HttpRequest) -> str:
         )
     if not prompt.strip():
         raise ApiError(400, "empty_prompt", '"prompt" is empty.')
+    if "\x00" in prompt:
+        # PostgreSQL text cannot hold NUL: it would fail at the log write, after the LLM call.
+        raise ApiError(400, "invalid_prompt", '"prompt" contains a NUL character (\\u0000).')
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON's "\ud800" escapes decode to lone surrogates, which no database or LLM accepts.
+        raise ApiError(
+            400, "invalid_prompt", '"prompt" contains an unpaired surrogate (\\ud800-\\udfff).'
+        ) from None
     limit = settings.MAX_PROMPT_CHARS
     if len(prompt) > limit:
         raise ApiError(
             413, "prompt_too_long", f'"prompt" has {len(prompt)} characters; the limit is {limit}.'
         )
     return prompt
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON value")

@@ -1,0 +1,381 @@
+"""Step 04, queries: the context for the LLM in one or two queries, and connections given back.
+
+Master: solutions/04_queries.ipynb. In the notebook:
+
+    from labkit.steps.step_04 import q1, q2, connection_peak, backend_peak, ...
+
+The database instruments the notebook uses (`labkit.databases`) are re-exported here, so the
+notebook has one import place for them besides `labkit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from labkit.databases import (
+    add_database,
+    backend_peak,
+    close_pools,
+    connection_peak,
+    open_connections,
+    routed_to,
+)
+from labkit.exercises import Exercise, Incorrect, expect_queries
+
+__all__ = [
+    "add_database",
+    "backend_peak",
+    "close_pools",
+    "connection_peak",
+    "expected_context",
+    "open_connections",
+    "q1",
+    "q2",
+    "routed_to",
+    "summary_burst",
+]
+
+# 04.1: documents the check loads, and the query budget (prefetch_related needs 2).
+DOCUMENTS = (3, 17)
+MAX_QUERIES = 2
+# 04.2: concurrent requests, the LLM's answer time, and how many connections may stay held
+# while the requests wait on the LLM (a view that keeps its connection holds one each).
+CONCURRENT = 10
+LATENCY_S = 0.6
+MAX_HELD = 2
+SAMPLE_S = 0.02
+
+
+async def expected_context(doc_id: int) -> str:
+    """The summary prompt of document `doc_id`, as the starter view builds it (one query)."""
+    from labproject.ai.models import Chunk
+    from labproject.ai.views import SUMMARY_INSTRUCTION
+
+    rows = Chunk.objects.filter(document_id=doc_id).values_list(
+        "document__title", "position", "text"
+    )
+    lines = [f"[{title} §{position}] {text}" async for title, position, text in rows]
+    return f"{SUMMARY_INSTRUCTION}\n\n" + "\n".join(lines)
+
+
+def _first_difference(got: str, want: str) -> str:
+    pairs = zip(got.splitlines(), want.splitlines(), strict=False)
+    for i, (mine, theirs) in enumerate(pairs, start=1):
+        if mine != theirs:
+            return f"line {i}, yours:\n  {mine[:120]}\nexpected:\n  {theirs[:120]}"
+    return (
+        f"yours has {len(got.splitlines())} lines, expected {len(want.splitlines())}; "
+        f"the first of them match"
+    )
+
+
+@dataclass
+class SummaryBurst:
+    """`n` summary requests sent at once: answers, LLM calls in flight, DB connections held."""
+
+    n: int
+    statuses: list[int]
+    bodies: list[str]
+    elapsed_s: float
+    llm_peak: int  # most LLM calls in flight at once (the mock's count)
+    db_peak: int  # most Django connections open at once, beyond those open before
+    db_held: int  # connections open while the most LLM calls were in flight
+    db_opened: int
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.count(200)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.n} concurrent requests, {self.ok} answered 200 in {self.elapsed_s:.2f} s; "
+            f"at most {self.llm_peak} LLM calls in flight at once, and while they waited "
+            f"{self.db_held} database connections were held (peak {self.db_peak}, "
+            f"{self.db_opened} opened in all)"
+        )
+
+
+async def summary_burst(url: str, n: int, *, llm: Any) -> SummaryBurst:
+    """GET `n` documents' summaries from `url` at once, watching the LLM and the connections.
+
+    The mock is polled while the requests run: the connections open at the moment the most
+    LLM calls are in flight are the ones held across the LLM call.
+
+        run = await summary_burst(server.url, 20, llm=llm)
+    """
+    import httpx2
+
+    llm.reset()
+    limits = httpx2.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx2.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        with connection_peak() as held:
+            started = time.perf_counter()
+            task = asyncio.ensure_future(
+                asyncio.gather(
+                    *(http.get(f"/api/documents/{i % 40 + 1}/summary/") for i in range(n))
+                )
+            )
+            best, held_then = 0, 0
+            while not task.done():
+                in_flight = (await asyncio.to_thread(llm.stats))["in_flight"]
+                now = held.now()
+                if in_flight > best:
+                    best, held_then = in_flight, now
+                elif in_flight == best and in_flight:
+                    held_then = max(held_then, now)
+                await asyncio.sleep(SAMPLE_S)
+            responses = await task
+            elapsed = time.perf_counter() - started
+    return SummaryBurst(
+        n=n,
+        statuses=[r.status_code for r in responses],
+        bodies=[r.text for r in responses],
+        elapsed_s=elapsed,
+        llm_peak=max(llm.stats()["in_flight_peak"], best),
+        db_peak=held.peak,
+        db_held=held_then,
+        db_opened=held.opened,
+    )
+
+
+class LoadContext(Exercise):
+    id = "04.1"
+    title = "The LLM's context in at most two queries"
+    hints = [
+        "Fetch the chunks together with their document's title in the same query: "
+        '`Chunk.objects.filter(document_id=doc_id)` plus `select_related("document")`, or '
+        '`values_list("document__title", "position", "text")`.',
+        "Read it with `async for` (a plain `for` over a queryset raises "
+        "SynchronousOnlyOperation in `async def`): `[... async for chunk in queryset]`.",
+        'Then build the text as the starter does: `f"{SUMMARY_INSTRUCTION}\\n\\n" + '
+        '"\\n".join(lines)`, one line `f"[{title} §{position}] {text}"` per chunk.',
+    ]
+    wrong_answers = {
+        "a query per chunk for its document": """
+async def load_context(doc_id: int) -> str:
+    lines = []
+    async for chunk in Chunk.objects.filter(document_id=doc_id):
+        document = await Document.objects.aget(pk=chunk.document_id)
+        lines.append(f"[{document.title} §{chunk.position}] {chunk.text}")
+    return f"{SUMMARY_INSTRUCTION}\\n\\n" + "\\n".join(lines)
+""",
+        "a lazy foreign key in the f-string": """
+async def load_context(doc_id: int) -> str:
+    lines = [
+        f"[{chunk.document.title} §{chunk.position}] {chunk.text}"
+        async for chunk in Chunk.objects.filter(document_id=doc_id)
+    ]
+    return f"{SUMMARY_INSTRUCTION}\\n\\n" + "\\n".join(lines)
+""",
+        "prefetch, then filter the prefetched manager": """
+async def load_context(doc_id: int) -> str:
+    document = await Document.objects.prefetch_related("chunks").aget(pk=doc_id)
+    lines = [
+        f"[{document.title} §{chunk.position}] {chunk.text}"
+        async for chunk in document.chunks.order_by("position")
+    ]
+    return f"{SUMMARY_INSTRUCTION}\\n\\n" + "\\n".join(lines)
+""",
+        "the tutorial's prompt: chunk texts only": """
+async def load_context(doc_id: int) -> str:
+    document = await Document.objects.prefetch_related("chunks").aget(id=doc_id)
+    chunks = [chunk.text for chunk in document.chunks.all()]
+    return f"Summarize: {' '.join(chunks)}"
+""",
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self, load_context) -> str:
+        from labkit.queries import count_queries
+
+        if not inspect.iscoroutinefunction(load_context):
+            raise Incorrect(
+                "`load_context` is a plain `def`: an async view awaits it, so declare it "
+                "`async def` and use the async ORM (`async for`, `aget`)."
+            )
+        counts = []
+        for doc_id in DOCUMENTS:
+            want = await expected_context(doc_id)
+            async with count_queries(f"load_context({doc_id})") as log:
+                got = await self._call(load_context, doc_id)
+            if not isinstance(got, str):
+                raise Incorrect(
+                    f"`load_context({doc_id})` returned {type(got).__name__}, expected the "
+                    "prompt text (a str)."
+                )
+            if got != want:
+                raise Incorrect(
+                    f"`load_context({doc_id})` returned other text than the summary prompt "
+                    "the starter builds (the instruction, a blank line, then one "
+                    "`[title §position] text` line per chunk, in order). First difference:",
+                    evidence=_first_difference(got, want),
+                )
+            expect_queries(log, at_most=MAX_QUERIES)
+            counts.append(log.n_queries)
+        shown = ", ".join(f"document {d}: {n}" for d, n in zip(DOCUMENTS, counts, strict=True))
+        return (
+            f"The right prompt, in {max(counts)} "
+            f"{'query' if max(counts) == 1 else 'queries'} per document ({shown}; "
+            f"at most {MAX_QUERIES} allowed), whatever the number of chunks."
+        )
+
+    @staticmethod
+    async def _call(load_context, doc_id: int) -> Any:
+        from django.core.exceptions import SynchronousOnlyOperation
+
+        try:
+            return await load_context(doc_id)
+        except SynchronousOnlyOperation as error:
+            raise Incorrect(
+                "SynchronousOnlyOperation: a query ran synchronously inside `async def`. "
+                "Reading a foreign key that was not loaded (`chunk.document.title`) runs one, "
+                "and so do a plain `for` over a queryset and `list(queryset)`. Load the title "
+                'with the chunks (`select_related("document")` or `values_list('
+                '"document__title", ...)`) and iterate with `async for`.',
+                evidence=f"{type(error).__name__}: {error}",
+            ) from None
+
+
+class ReleaseBeforeLLM(Exercise):
+    id = "04.2"
+    title = "Give the connection back before awaiting the LLM"
+    hints = [
+        "Under ASGI the request's queries run in a thread of its own, whose connection stays "
+        "open until the request ends: across the whole LLM call.",
+        "Load the prompt first (`await load_context(doc_id)`), then close that thread's "
+        "connections: `await sync_to_async(close_old_connections)()`; the next query (the "
+        "AICall row) opens a connection again, for a few milliseconds.",
+        "`connection.close()` called straight from `async def` raises "
+        "SynchronousOnlyOperation; `sync_to_async` runs it in the request's own thread, where "
+        "its connection lives.",
+    ]
+    wrong_answers = {
+        "holds the connection across the LLM call": """
+@csrf_exempt
+async def summary(request, doc_id):
+    prompt = await load_context(doc_id)
+    record = CallRecord(endpoint="summary", prompt=prompt)
+    completion = await get_client().chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt)
+    )
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+    return record.response(document=doc_id)
+""",
+        "releases before its queries": """
+@csrf_exempt
+async def summary(request, doc_id):
+    await sync_to_async(close_old_connections)()
+    prompt = await load_context(doc_id)
+    record = CallRecord(endpoint="summary", prompt=prompt)
+    completion = await get_client().chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt)
+    )
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+    return record.response(document=doc_id)
+""",
+        "connection.close() from async code": """
+@csrf_exempt
+async def summary(request, doc_id):
+    prompt = await load_context(doc_id)
+    connection.close()
+    record = CallRecord(endpoint="summary", prompt=prompt)
+    completion = await get_client().chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt)
+    )
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+    return record.response(document=doc_id)
+""",
+        "the sync ORM in the async view": """
+@csrf_exempt
+async def summary(request, doc_id):
+    prompt = await load_context(doc_id)
+    await sync_to_async(close_old_connections)()
+    record = CallRecord(endpoint="summary", prompt=prompt)
+    completion = await get_client().chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt)
+    )
+    record.succeeded(completion)
+    AICall.objects.create(**record.fields())
+    return record.response(document=doc_id)
+""",
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self, summary) -> str:
+        from labkit.steps.probes import ServedView, lab_mock, mock_settings, numbered
+
+        if not inspect.iscoroutinefunction(summary):
+            raise Incorrect(
+                "`summary` is a plain `def` view: under ASGI it runs in a thread, and that "
+                "thread (and its connection) is held for the whole LLM call. Declare it "
+                "`async def`."
+            )
+        llm = lab_mock()
+        with mock_settings(
+            llm, latency_s=LATENCY_S, outlier_rate=0, rpm=0, tpm=0, faults={}, fault=None
+        ):
+            async with ServedView(summary, route="summary") as served:
+                # One request first, so the server's event loop has its LLM client and pool.
+                first = await served.request("GET", "/api/documents/1/summary/")
+                self._judge_status([first.status_code], [first.text], served.log, numbered)
+                await asyncio.sleep(0.1)  # let the first request's end close its connection
+                run = await summary_burst(served.server.url, CONCURRENT, llm=llm)
+                self._judge_status(run.statuses, run.bodies, served.log, numbered)
+        measured = f"LLM latency {LATENCY_S:g} s; {run}"
+        if run.db_held > MAX_HELD:
+            raise Incorrect(
+                f"{run.db_held} database connections stayed open while {run.llm_peak} requests "
+                f"waited on the LLM: each request kept the connection its queries opened. "
+                f"Expected at most {MAX_HELD}. With a pool of a few connections, those requests "
+                "would queue for the pool, not for the LLM. Close the connection after the "
+                "queries and before the LLM call.",
+                evidence=f"measured: {measured}",
+            )
+        if run.llm_peak < CONCURRENT // 2:
+            raise Incorrect(
+                f"Only {run.llm_peak} of {CONCURRENT} LLM calls were ever in flight at once: "
+                "something made the requests wait for each other.",
+                evidence=f"measured: {measured}",
+            )
+        return f"{measured}."
+
+    @staticmethod
+    def _judge_status(statuses: list[int], bodies: list[str], log: list[str], numbered) -> None:
+        failed = [i for i, status in enumerate(statuses) if status != 200]
+        if failed:
+            counts = ", ".join(f"{statuses.count(s)} × {s}" for s in sorted(set(statuses)))
+            raise Incorrect(
+                f"GET /api/documents/<id>/summary/ answered {counts}, expected 200. What the "
+                "server logged:",
+                evidence=numbered(log) or bodies[failed[0]][:300],
+            )
+        for body in bodies:
+            try:
+                reply = json.loads(body).get("reply")
+            except (ValueError, AttributeError):
+                reply = None
+            if not isinstance(reply, str) or not reply:
+                raise Incorrect(
+                    'The answer has no "reply": return `record.response(document=doc_id)`.',
+                    evidence=body[:300],
+                )
+
+
+q1 = LoadContext()
+q2 = ReleaseBeforeLLM()

@@ -1,0 +1,643 @@
+"""Step 07, production hardening: streaming, a total deadline, and a per-user rate limit.
+
+Master: solutions/07_production.ipynb. In the notebook:
+
+    from labkit.steps.step_07 import DEADLINE_S, RATE_LIMIT, RATE_WINDOW_S, count_hops, q1, q2, q3
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from labkit.exercises import Exercise, Incorrect
+from labkit.hops import count_hops
+
+# count_hops is re-exported for the notebook, whose imports come from `labkit` and this module
+# only, until `labkit` itself exports it.
+__all__ = ["DEADLINE_S", "RATE_LIMIT", "RATE_WINDOW_S", "count_hops", "q1", "q2", "q3"]
+
+# 07.1: a fixed latency puts the first token at a quarter of the whole reply (the mock's
+# FIXED_TTFT_SHARE); a view that buffers sends its first event at the end.
+STREAM_LATENCY_S = 1.2
+FIRST_SHARE = 0.6  # the first event must come before this share of the whole response time
+# 07.2: the total budget for the LLM call, retries included; a slow upstream to miss it.
+DEADLINE_S = 1.0
+GRACE_S = 1.0  # the 504 may come this much after the deadline on a busy machine
+SLOW_S = 4.0
+GIVE_UP_S = 6.0  # the check's client waits this long for any answer
+CANCEL_WAIT_S = 1.5  # the upstream call must be cancelled within this
+# 07.3: requests per user per window, and the burst that must hit it.
+RATE_LIMIT, RATE_WINDOW_S = 5, 2.0
+BURST = 8
+
+
+def _require_async(view: Any, name: str) -> None:
+    if not inspect.iscoroutinefunction(view):
+        raise Incorrect(
+            f"`{name}` is not an `async def` view: Django would run it in a thread, and the "
+            "LLM call would hold that thread for its whole duration."
+        )
+
+
+def _events(body: str) -> list[str]:
+    """The `data:` payloads of an SSE body, or Incorrect naming the first malformed event."""
+    payloads = []
+    for raw in body.split("\n\n"):
+        if not raw.strip():
+            continue
+        if not raw.startswith("data: "):
+            raise Incorrect(
+                "An SSE event must start with `data: ` and end with a blank line "
+                "(`\\n\\n`); this one does not:",
+                evidence=repr(raw[:200]),
+            )
+        payloads.append(raw.removeprefix("data: "))
+    return payloads
+
+
+class StreamingChat(Exercise):
+    id = "07.1"
+    title = "Stream the reply as server-sent events"
+    hints = [
+        "Ask for a stream: `await client.chat.completions.create(..., stream=True)` returns an "
+        "`AsyncStream`; iterate it with `async for`.",
+        "Wrap the iteration in an `async def events():` generator that yields "
+        '`sse({"delta": text})` for each chunk with content, then `sse("[DONE]")`, and return '
+        '`StreamingHttpResponse(events(), content_type="text/event-stream")`.',
+        "Django buffers a *sync* iterator completely before sending it (and warns about it): "
+        "the generator must be `async def`, and nothing may collect the chunks into a list.",
+    ]
+    wrong_answers = {
+        "collects the whole stream, then returns it": """
+@csrf_exempt
+async def stream_chat(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    stream = await get_client().chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt), stream=True
+    )
+    events = [
+        sse({"delta": chunk.choices[0].delta.content})
+        async for chunk in stream
+        if chunk.choices and chunk.choices[0].delta.content
+    ]
+    events.append(sse("[DONE]"))
+    return StreamingHttpResponse(events, content_type="text/event-stream")
+""",
+        "a sync generator over the sync client's stream": """
+@csrf_exempt
+async def stream_chat(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    stream = openai.OpenAI(**client_options()).chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt), stream=True
+    )
+
+    def events():
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield sse({"delta": chunk.choices[0].delta.content})
+        yield sse("[DONE]")
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
+""",
+        "a plain for over the AsyncStream": """
+@csrf_exempt
+async def stream_chat(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    stream = await get_client().chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt), stream=True
+    )
+
+    def events():
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                yield sse({"delta": chunk.choices[0].delta.content})
+        yield sse("[DONE]")
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
+""",
+        "no text/event-stream content type": """
+@csrf_exempt
+async def stream_chat(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    stream = await get_client().chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt), stream=True
+    )
+
+    async def events():
+        async with stream:
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield sse({"delta": chunk.choices[0].delta.content})
+        yield sse("[DONE]")
+
+    return StreamingHttpResponse(events())
+""",
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self, stream_chat) -> str:
+        from labkit.steps.probes import ServedView, lab_mock, mock_settings, numbered
+
+        _require_async(stream_chat, "stream_chat")
+        llm = lab_mock()
+        prompt = f"check 07.1 {secrets.token_hex(4)}: explain streaming"
+        with mock_settings(llm, latency_s=STREAM_LATENCY_S, rpm=0, tpm=0, faults={}, fault=None):
+            async with ServedView(stream_chat, route="chat") as served:
+                llm.reset()
+                with _server_errors() as errors:
+                    run = await _read_stream(served, prompt)
+                streams = llm.stats()["streams_total"]
+                expected = await _reply_for(prompt)
+                log = served.log + errors
+        return self._judge(run, streams, expected, numbered(log))
+
+    @staticmethod
+    def _judge(run: dict[str, Any], streams: int, expected: str, log: str) -> str:
+        if run["error"]:
+            raise Incorrect(
+                f"The response broke off after {len(run['body'])} bytes "
+                f"({run['error']}). What the server logged:",
+                evidence=log or run["body"][:300],
+            )
+        if run["status"] != 200:
+            raise Incorrect(
+                f"POST /api/chat/ answered {run['status']}, expected 200. What the server logged:",
+                evidence=log or run["body"][:300],
+            )
+        kind = run["content_type"]
+        if not kind.startswith("text/event-stream"):
+            raise Incorrect(
+                f"The response's Content-Type is {kind!r}: a browser's EventSource (and most SSE "
+                'clients) only read `text/event-stream`. Pass `content_type="text/event-stream"` '
+                "to StreamingHttpResponse."
+            )
+        payloads = _events(run["body"])
+        if not payloads or payloads[-1] != "[DONE]":
+            raise Incorrect(
+                "The stream should end with the event `data: [DONE]`; its last event is:",
+                evidence=repr(payloads[-1][:200]) if payloads else "(no events at all)",
+            )
+        try:
+            deltas = [json.loads(p)["delta"] for p in payloads[:-1]]
+        except (ValueError, KeyError, TypeError):
+            raise Incorrect(
+                'Each event before [DONE] should carry JSON like {"delta": "text"}; got:',
+                evidence="\n".join(repr(p[:120]) for p in payloads[:3]),
+            ) from None
+        if not streams:
+            raise Incorrect(
+                "The LLM was never asked to stream: call `create(..., stream=True)` and relay "
+                "its chunks as they come."
+            )
+        share = run["first_s"] / run["total_s"] if run["total_s"] else 1.0
+        measured = (
+            f"first event after {run['first_s']:.2f} s, whole response {run['total_s']:.2f} s "
+            f"({share:.0%}), {len(deltas)} events"
+        )
+        if share > FIRST_SHARE:
+            raise Incorrect(
+                f"{measured}: the events all came at the end, so nothing was streamed. "
+                "Something collected the chunks first: a list, or a *sync* iterator, which "
+                "Django consumes completely before sending (it warns about it). Yield from an "
+                "`async def` generator."
+            )
+        text = "".join(str(d) for d in deltas)
+        if text != expected:
+            raise Incorrect(
+                f"{measured}, but the events carry {len(text)} characters where the LLM's reply "
+                f"has {len(expected)}: send every chunk's `delta.content`, in order.",
+                evidence=f"yours: {text[:120]!r}\nLLM's: {expected[:120]!r}",
+            )
+        return (
+            f"{measured}: the reader saw the reply begin at {share:.0%} of the time it took "
+            f"whole, as `text/event-stream`, all {len(expected)} characters in order."
+        )
+
+
+@contextmanager
+def _server_errors() -> Iterator[list[str]]:
+    """Collect what uvicorn logs about a response that failed after it started.
+
+    Django reports an exception raised while streaming (a sync `for` over an AsyncStream) to
+    the server, not on `django.request`, so the probes' Django log misses it.
+    """
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            error = record.exc_info[1] if record.exc_info else None
+            lines.append(f"{type(error).__name__}: {error}" if error else record.getMessage())
+
+    handler = Collect(level=logging.ERROR)
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+async def _read_stream(served: Any, prompt: str) -> dict[str, Any]:
+    """POST `prompt` and read the response as it arrives: when the first event came, and all."""
+    received = bytearray()
+    run: dict[str, Any] = {"status": 0, "content_type": "", "first_s": 0.0, "error": ""}
+    started = time.perf_counter()
+    try:
+        async with served.http.stream("POST", "/api/chat/", json={"prompt": prompt}) as response:
+            run["status"] = response.status_code
+            run["content_type"] = response.headers.get("content-type", "")
+            async for part in response.aiter_bytes():
+                received += part
+                if not run["first_s"] and b'"delta"' in received and b"\n\n" in received:
+                    run["first_s"] = time.perf_counter() - started
+    except Exception as error:  # a stream that breaks off: whatever httpx2 raises for it
+        run["error"] = f"{type(error).__name__}: {error}"
+    run["total_s"] = time.perf_counter() - started
+    run["first_s"] = run["first_s"] or run["total_s"]
+    run["body"] = received.decode(errors="replace")
+    return run
+
+
+async def _reply_for(prompt: str) -> str:
+    """The mock's reply to `prompt` (deterministic), asked without a stream and at once."""
+    import openai
+    from django.conf import settings
+
+    from labproject.ai.llm import client_options, messages_for
+
+    async with openai.AsyncOpenAI(**client_options()) as client:
+        completion = await client.chat.completions.create(
+            model=settings.LLM_MODEL,
+            messages=messages_for(prompt),
+            extra_headers={"x-mock-latency": "0"},
+        )
+    return completion.choices[0].message.content or ""
+
+
+class Deadline(Exercise):
+    id = "07.2"
+    title = "A total deadline that cancels the upstream call"
+    hints = [
+        "`async with asyncio.timeout(DEADLINE_S):` around the awaited call bounds the whole "
+        "call, the SDK's retries included; when it expires the call is cancelled and "
+        "`TimeoutError` is raised.",
+        'Catch `TimeoutError` and answer 504: `LLMFailure(504, "llm_timeout", ...)` has a '
+        "`.response()`; log it like any failure with `record.failed(failure)`.",
+        "The SDK's `timeout=` is per attempt: with `max_retries=2` a 1 s timeout can take 4 s. "
+        "And a call run in a thread (`asyncio.to_thread`, `sync_to_async`) cannot be "
+        "cancelled: the thread keeps talking to the LLM after you answered 504.",
+    ]
+    wrong_answers = {
+        "the SDK's per-attempt timeout, multiplied by retries": """
+@csrf_exempt
+async def chat_with_deadline(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    record = CallRecord(endpoint="chat", prompt=prompt)
+    client = openai.AsyncOpenAI(**client_options() | {"timeout": DEADLINE_S})
+    try:
+        completion = await client.chat.completions.create(
+            model=settings.LLM_MODEL, messages=messages_for(prompt)
+        )
+    except openai.OpenAIError as exc:
+        failure = failure_from(exc)
+        await AICall.objects.acreate(**record.failed(failure).fields())
+        return failure.response()
+    finally:
+        await client.close()
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+    return record.response()
+""",
+        "the sync client in a worker thread": """
+@csrf_exempt
+async def chat_with_deadline(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    record = CallRecord(endpoint="chat", prompt=prompt)
+
+    def call():
+        with openai.OpenAI(**client_options()) as client:
+            return client.chat.completions.create(
+                model=settings.LLM_MODEL, messages=messages_for(prompt)
+            )
+
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            completion = await asyncio.to_thread(call)
+    except TimeoutError:
+        failure = LLMFailure(504, "llm_timeout", f"no answer within {DEADLINE_S:g} s.")
+        await AICall.objects.acreate(**record.failed(failure).fields())
+        return failure.response()
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+    return record.response()
+""",
+        "the deadline fires, but becomes a 500": """
+@csrf_exempt
+async def chat_with_deadline(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    record = CallRecord(endpoint="chat", prompt=prompt)
+    async with asyncio.timeout(DEADLINE_S):
+        completion = await get_client().chat.completions.create(
+            model=settings.LLM_MODEL, messages=messages_for(prompt)
+        )
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+    return record.response()
+""",
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self, chat_with_deadline) -> str:
+        from labkit.steps.probes import ServedView, lab_mock, mock_settings, numbered
+
+        _require_async(chat_with_deadline, "chat_with_deadline")
+        llm = lab_mock()
+        tag = f"check 07.2 {secrets.token_hex(4)}"
+        with mock_settings(llm, latency_s=0.2, rpm=0, tpm=0, faults={}, fault=None):
+            async with ServedView(chat_with_deadline, route="chat") as served:
+                quick = await served.post("/api/chat/", json={"prompt": f"{tag} quick"})
+                if quick.status_code != 200 or '"reply"' not in quick.text:
+                    raise Incorrect(
+                        f"With the LLM answering in 0.2 s, POST /api/chat/ answered "
+                        f"{quick.status_code}, expected 200 with a reply. The server logged:",
+                        evidence=numbered(served.log) or quick.text[:300],
+                    )
+                llm.configure(latency_s=SLOW_S)
+                late = await self._late(served, llm, tag, numbered)
+                gone = await self._hang_up(served, llm, tag)
+        return (
+            f"With the LLM taking {SLOW_S:g} s, {late} And a client that hung up after "
+            f"0.3 s had its upstream call cancelled {gone:.2f} s later."
+        )
+
+    @staticmethod
+    async def _late(served: Any, llm: Any, tag: str, numbered: Any) -> str:
+        before = llm.stats()["cancelled_total"]
+        started = time.perf_counter()
+        try:
+            response = await served.post(
+                "/api/chat/", json={"prompt": f"{tag} slow"}, timeout=GIVE_UP_S
+            )
+        except Exception:  # httpx2's ReadTimeout: no answer at all
+            raise Incorrect(
+                f"No answer within {GIVE_UP_S:g} s while the LLM took {SLOW_S:g} s per call: "
+                f"nothing enforces a deadline of {DEADLINE_S:g} s."
+            ) from None
+        took = time.perf_counter() - started
+        if response.status_code != 504:
+            raise Incorrect(
+                f"The slow call was answered {response.status_code} after {took:.2f} s, "
+                "expected 504 Gateway Timeout: the upstream did not answer in time, which is "
+                "not a bug in your server (500). What the server logged:",
+                evidence=numbered(served.log) or response.text[:300],
+            )
+        if took > DEADLINE_S + GRACE_S:
+            raise Incorrect(
+                f"504 came after {took:.2f} s; the deadline is {DEADLINE_S:g} s in total. A "
+                "per-attempt `timeout=` is multiplied by the SDK's retries (and their "
+                "back-off): bound the whole call with `asyncio.timeout`."
+            )
+        waited = await _cancelled_since(llm, before)
+        if waited is None:
+            raise Incorrect(
+                f"504 after {took:.2f} s, but the LLM call kept running: {CANCEL_WAIT_S:g} s "
+                f"later the mock still had {llm.stats()['in_flight']} call(s) in flight and "
+                "none cancelled. A call in a thread cannot be cancelled; await the async "
+                "client so the deadline cancels it."
+            )
+        return f"your view answered 504 after {took:.2f} s and the upstream call was cancelled."
+
+    @staticmethod
+    async def _hang_up(served: Any, llm: Any, tag: str) -> float:
+        before = llm.stats()["cancelled_total"]
+        try:
+            await served.post("/api/chat/", json={"prompt": f"{tag} gone"}, timeout=0.3)
+        except Exception:  # the client's own ReadTimeout: it hangs up, as intended
+            pass
+        started = time.perf_counter()
+        if await _cancelled_since(llm, before) is None:
+            raise Incorrect(
+                f"A client hung up 0.3 s into a {SLOW_S:g} s call; {CANCEL_WAIT_S:g} s later "
+                "the LLM call was still running. Django cancels an async view's task when "
+                "the client disconnects; only awaited calls are cancelled with it."
+            )
+        return time.perf_counter() - started
+
+
+async def _cancelled_since(llm: Any, before: int) -> float | None:
+    """Seconds until the mock counted a cancelled call after `before`, or None."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < CANCEL_WAIT_S:
+        if llm.stats()["cancelled_total"] > before:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.05)
+    return None
+
+
+class PerUserLimit(Exercise):
+    id = "07.3"
+    title = "A per-user rate limit with 429 and Retry-After"
+    hints = [
+        "A fixed window: the key names the user and the window, "
+        '`f"ratelimit:{user}:{int(time.time() // RATE_WINDOW_S)}"`; '
+        "`await cache.aadd(key, 0, timeout=...)` creates it, `await cache.aincr(key)` counts "
+        "(atomically) and returns the new count.",
+        "Over the limit, return `error_response(429, ...)` with a `Retry-After` header: the "
+        "whole seconds until the window ends, at least 1. Do not call the view then.",
+        "Give the key a timeout a little longer than the window, so old windows expire; a key "
+        "without the window in it (or without a timeout) never lets the user back in.",
+    ]
+    wrong_answers = {
+        "one counter for everybody": """
+def per_user_limit(view):
+    @functools.wraps(view)
+    async def limited(request, *args, **kwargs):
+        now = time.time()
+        window = int(now // RATE_WINDOW_S)
+        key = f"ratelimit:all:{window}"
+        await cache.aadd(key, 0, timeout=math.ceil(RATE_WINDOW_S) + 1)
+        if await cache.aincr(key) > RATE_LIMIT:
+            retry_after = max(1, math.ceil((window + 1) * RATE_WINDOW_S - now))
+            return error_response(
+                429, "rate_limited", "too many requests.", {"Retry-After": str(retry_after)}
+            )
+        return await view(request, *args, **kwargs)
+
+    return limited
+""",
+        "429 without Retry-After": """
+def per_user_limit(view):
+    @functools.wraps(view)
+    async def limited(request, *args, **kwargs):
+        key = f"ratelimit:{user_of(request)}:{int(time.time() // RATE_WINDOW_S)}"
+        await cache.aadd(key, 0, timeout=math.ceil(RATE_WINDOW_S) + 1)
+        if await cache.aincr(key) > RATE_LIMIT:
+            return error_response(429, "rate_limited", "too many requests.")
+        return await view(request, *args, **kwargs)
+
+    return limited
+""",
+        "counts, but never resets": """
+def per_user_limit(view):
+    @functools.wraps(view)
+    async def limited(request, *args, **kwargs):
+        key = f"ratelimit:{user_of(request)}"
+        await cache.aadd(key, 0, timeout=None)
+        if await cache.aincr(key) > RATE_LIMIT:
+            return error_response(
+                429, "rate_limited", "too many requests.", {"Retry-After": "1"}
+            )
+        return await view(request, *args, **kwargs)
+
+    return limited
+""",
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self, per_user_limit) -> str:
+        from django.http import JsonResponse
+
+        from labkit.steps.probes import ServedView
+
+        reached: Counter[str] = Counter()
+
+        async def inner(request):
+            reached[request.headers.get("X-User", "")] += 1
+            return JsonResponse({"ok": True})
+
+        view = per_user_limit(inner)
+        _require_async(view, "per_user_limit(view)")
+        token = secrets.token_hex(4)
+        alice, bob = f"alice-{token}", f"bob-{token}"
+        async with ServedView(view, route="chat") as served:
+            await _early_in_window()
+            burst = await asyncio.gather(
+                *(
+                    served.request("GET", "/api/chat/", headers={"X-User": alice})
+                    for _ in range(BURST)
+                )
+            )
+            retry_after = self._judge_burst(burst, reached[alice])
+            other = await served.request("GET", "/api/chat/", headers={"X-User": bob})
+            if other.status_code != 200:
+                raise Incorrect(
+                    f"After {alice} used up the limit, another user's first request got "
+                    f"{other.status_code}: the limit is shared by everybody. Key the counter "
+                    "by the user."
+                )
+            await asyncio.sleep(retry_after + 0.1)
+            again = await served.request("GET", "/api/chat/", headers={"X-User": alice})
+            if again.status_code != 200:
+                raise Incorrect(
+                    f"{alice} waited the {retry_after} s Retry-After asked for, then got "
+                    f"{again.status_code} again: the count never resets. Put the window in "
+                    "the key (and give it a timeout), or refill a bucket over time."
+                )
+        return (
+            f"{BURST} requests at once from one user: {_status_line(burst)}, the view reached "
+            f"{RATE_LIMIT} times; the 429s said Retry-After: {retry_after}. Another user was "
+            "served meanwhile, and the first one again once the window had passed."
+        )
+
+    @staticmethod
+    def _judge_burst(burst: list[Any], reached: int) -> int:
+        statuses = [r.status_code for r in burst]
+        served = statuses.count(200)
+        limited = [r for r in burst if r.status_code == 429]
+        odd = [r for r in burst if r.status_code not in (200, 429)]
+        if odd:
+            raise Incorrect(
+                f"{BURST} requests from one user answered {_status_line(burst)}; expected only "
+                "200s and 429s.",
+                evidence=odd[0].text[:300],
+            )
+        if served != RATE_LIMIT:
+            raise Incorrect(
+                f"{BURST} requests at once from one user: {_status_line(burst)}, expected "
+                f"{RATE_LIMIT} × 200 and {BURST - RATE_LIMIT} × 429 with a limit of "
+                f"{RATE_LIMIT} per {RATE_WINDOW_S:g} s. Count with `cache.aincr` (atomic), not a "
+                "get then a set: concurrent requests would all read the same count."
+            )
+        if reached != RATE_LIMIT:
+            raise Incorrect(
+                f"{len(limited)} requests were refused, but the view ran {reached} times: "
+                "answer 429 *instead of* calling the view, so a refused request costs no "
+                "LLM call."
+            )
+        values = [r.headers.get("retry-after") for r in limited]
+        if None in values:
+            raise Incorrect(
+                "The 429 responses carry no Retry-After header: a client cannot tell when "
+                "to come back, so it retries at once. Add `Retry-After: <seconds>`."
+            )
+        try:
+            seconds = [int(v) for v in values]
+        except ValueError:
+            raise Incorrect(f"Retry-After should be whole seconds; got {values[0]!r}.") from None
+        if not all(1 <= s <= math.ceil(RATE_WINDOW_S) for s in seconds):
+            raise Incorrect(
+                f"Retry-After values {sorted(set(seconds))}: expected the seconds until the "
+                f"window ends, between 1 and {math.ceil(RATE_WINDOW_S)}."
+            )
+        return max(seconds)
+
+
+def _status_line(responses: list[Any]) -> str:
+    """E.g. "5 × 200, 3 × 429"."""
+    counts = Counter(r.status_code for r in responses)
+    return ", ".join(f"{n} × {status}" for status, n in sorted(counts.items()))
+
+
+async def _early_in_window() -> None:
+    """Wait for the first half of a window, so a burst cannot straddle two fixed windows."""
+    offset = time.time() % RATE_WINDOW_S
+    if offset > RATE_WINDOW_S / 2:
+        await asyncio.sleep(RATE_WINDOW_S - offset + 0.01)
+
+
+q1 = StreamingChat()
+q2 = Deadline()
+q3 = PerUserLimit()

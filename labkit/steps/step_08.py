@@ -1,0 +1,423 @@
+"""Step 08, the capstone: a summary endpoint with citations that meets a stated budget.
+
+Master: solutions/08_capstone.ipynb. In the notebook:
+
+    from labkit.steps.step_08 import budget, budget_table, q1, q2
+
+08.1 judges the view `summary` (reads, citations, LLM faults); 08.2 judges `complete`, the
+LLM call behind it, through the learner's whole endpoint (upstream calls, a second model, p95
+under load). The measurements live in `labkit.steps.capstone`, shared with the notebook.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from labkit.exercises import Exercise, Incorrect
+from labkit.steps.capstone import budget, budget_table
+
+__all__ = ["budget", "budget_table", "q1", "q2"]
+
+# 08.1 asks for quick answers; 08.2 measures at the quick size of the course.
+QUICK_LATENCY_S = 0.05
+LATENCY_S, ARRIVAL_RATE, DURATION_S = 0.5, 20.0, 4
+LOAD_DOCUMENTS = 40  # two arrivals per document over the run
+
+
+_LLM_PART = """
+    record = CallRecord(endpoint="summary", prompt="\\n".join(lines))
+    try:
+        completion = await complete(
+            messages_for(record.prompt, system=SUMMARY_INSTRUCTION), model=model
+        )
+    except Exception as exc:
+        failure = failure_from(exc)
+        await AICall.objects.acreate(**record.failed(failure).fields())
+        return failure.response()
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+"""
+
+_HEAD = """
+@csrf_exempt
+async def summary(request, doc_id):
+    try:
+        require_method(request, "GET")
+        document = await Document.objects.prefetch_related("chunks").aget(pk=doc_id)
+    except ApiError as error:
+        return error.response()
+    except Document.DoesNotExist:
+        return error_response(404, "document_not_found", f"there is no document {doc_id}.")
+    model = request.GET.get("model") or settings.LLM_MODEL
+    chunks = {chunk.position: chunk for chunk in document.chunks.all()}
+    lines = [f"[§{n}] ({document.title}) {chunk.text}" for n, chunk in chunks.items()]
+"""
+
+_CITE = """
+    citations = [
+        {"n": n, "chunk_id": chunks[n].id} for n in cited_positions(record.reply) if n in chunks
+    ]
+    return record.response(document=doc_id, citations=citations)
+"""
+
+
+class SummaryEndpoint(Exercise):
+    id = "08.1"
+    title = "The summary endpoint: reads, citations, LLM faults"
+    hints = [
+        "Start from the skeleton: `async def`, `await complete(...)`, `await ...acreate(...)`. "
+        "Then count its queries: one for the document, one for the chunks, one more per chunk "
+        "(`chunk.document.title`) and one per citation.",
+        '`await Document.objects.prefetch_related("chunks").aget(pk=doc_id)` loads the '
+        "document and its chunks in 2 queries; `document.chunks.all()` then reads the "
+        "prefetched list. Keep `{position: chunk}` and resolve citations from it: no query, "
+        "and only chunks of this document.",
+        "Map every failure of the LLM call, not only `openai.OpenAIError` (a malformed body "
+        "raises a JSONDecodeError): `except Exception as exc: failure = failure_from(exc)`, "
+        "log `record.failed(failure)` with `acreate`, `return failure.response()`.",
+    ]
+    wrong_answers = {
+        "made async, still N+1": """
+@csrf_exempt
+async def summary(request, doc_id):
+    try:
+        require_method(request, "GET")
+        document = await Document.objects.aget(pk=doc_id)
+    except ApiError as error:
+        return error.response()
+    except Document.DoesNotExist:
+        return error_response(404, "document_not_found", f"there is no document {doc_id}.")
+    model = request.GET.get("model") or settings.LLM_MODEL
+    lines = []
+    async for chunk in Chunk.objects.filter(document=document):
+        source = await Document.objects.aget(pk=chunk.document_id)  # chunk.document, awaited
+        lines.append(f"[§{chunk.position}] ({source.title}) {chunk.text}")
+"""
+        + _LLM_PART
+        + """
+    citations = []
+    for n in cited_positions(record.reply):
+        chunk = await Chunk.objects.filter(document=document, position=n).afirst()
+        if chunk is not None:
+            citations.append({"n": n, "chunk_id": chunk.id})
+    return record.response(document=doc_id, citations=citations)
+""",
+        "citations looked up in every document": _HEAD
+        + _LLM_PART
+        + """
+    cited = cited_positions(record.reply)
+    citations = [
+        {"n": chunk.position, "chunk_id": chunk.id}
+        async for chunk in Chunk.objects.filter(position__in=cited)
+    ]
+    return record.response(document=doc_id, citations=citations)
+""",
+        "every LLM failure answered 500": _HEAD
+        + _LLM_PART.replace(
+            "        failure = failure_from(exc)\n"
+            "        await AICall.objects.acreate(**record.failed(failure).fields())\n"
+            "        return failure.response()\n",
+            "        await AICall.objects.acreate(**record.failed(failure_from(exc)).fields())\n"
+            '        return JsonResponse({"error": {"code": "llm_error", "message": str(exc)}}, '
+            "status=500)\n",
+        )
+        + _CITE,
+        "only openai errors caught": _HEAD
+        + _LLM_PART.replace("except Exception as exc:", "except openai.OpenAIError as exc:")
+        + _CITE,
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self, summary) -> str:
+        from labkit.steps import capstone as c
+        from labkit.steps.probes import lab_mock, mock_settings, numbered
+
+        if not inspect.iscoroutinefunction(summary):
+            raise Incorrect(
+                "`summary` is a plain `def` view. Under uvicorn Django runs sync views one at a "
+                "time in a single thread, so every request waits for the LLM calls of all "
+                "those before it. Make it `async def` and `await complete(...)`."
+            )
+        llm = lab_mock()
+        docs = await c.fresh_documents(1)
+        doc = docs[0]
+        quiet = {"latency_s": QUICK_LATENCY_S, "outlier_rate": 0, "rpm": 0, "faults": {}}
+        try:
+            with mock_settings(llm, fault=None, **quiet):
+                async with c.served(summary) as s:
+                    response, log = await c.one_summary(s, doc)
+                    data = self._judge_answer(response, s.log, numbered)
+                    self._judge_citations(await c.citation_problems(data, doc), data, doc.id)
+                    selects = c.reads(log)
+                    if len(selects) > c.MAX_READS:
+                        raise Incorrect(
+                            f"{len(selects)} queries read the database for one summary, "
+                            f"expected at most {c.MAX_READS} (counted per request under "
+                            "uvicorn; the AICall row you write is not counted):",
+                            evidence=_numbered_sql(selects),
+                        )
+                    other = await s.get(doc.id, model=c.OTHER_MODEL)
+                    missing = await s.get(doc.id + 10_000_000)
+                    self._judge_model_and_404(other, missing, s.log, numbered)
+                faults = await c.fault_matrix(summary, llm)
+        finally:
+            await c.delete_documents(docs)
+        bad = [f for f in faults if f.problem]
+        if bad:
+            raise Incorrect(
+                f"{len(bad)} of {len(faults)} LLM faults were not answered as the spec says "
+                f"(retries off, client timeout {c.FAULT_TIMEOUT_S:g} s): never a 500; a JSON "
+                "error with 504, 429 or 503 (with Retry-After) or 502; one failed AICall row "
+                "each.",
+                evidence=c.fault_table(faults),
+            )
+        cited = ", ".join(f"[§{n}]" for n in c.cited_positions(str(data.get("reply"))))
+        return (
+            f'{len(selects)} reads for one summary; the reply cites {cited} and "citations" '
+            f"maps each marker to its chunk of document {doc.id} (and drops the one past its "
+            f"end); `?model={c.OTHER_MODEL}` is honoured, a missing document is a 404, and "
+            f"all {len(faults)} LLM faults were mapped and logged:\n\n"
+            f"```text\n{c.fault_table(faults)}\n```"
+        )
+
+    @staticmethod
+    def _judge_citations(problems: list[str], data: dict, doc_id: int) -> None:
+        from labkit.steps.capstone import CHUNKS
+
+        if problems:
+            raise Incorrect(
+                f"The citations for document {doc_id} (chunks at positions 0-{CHUNKS - 1}) are "
+                "not right:",
+                evidence="\n".join(f"- {p}" for p in problems[:8])
+                + (f"\n- ... and {len(problems) - 8} more" if len(problems) > 8 else "")
+                + f"\nreply: {str(data.get('reply'))[:160]}\ncitations: "
+                + str(data.get("citations"))[:300],
+            )
+
+    @staticmethod
+    def _judge_answer(response, log: list[str], numbered) -> dict:
+        from labkit.steps.capstone import json_of
+
+        if response.status_code != 200:
+            raise Incorrect(
+                f"GET /api/documents/<id>/summary/ answered {response.status_code}, expected "
+                "200. What the server logged:",
+                evidence=numbered(log) or response.text[:300],
+            )
+        data = json_of(response)
+        if data is None or not isinstance(data.get("reply"), str):
+            raise Incorrect(
+                'Expected JSON with the summary as "reply" (`record.response(...)` gives that).',
+                evidence=response.text[:300],
+            )
+        return data
+
+    @staticmethod
+    def _judge_model_and_404(other, missing, log: list[str], numbered) -> None:
+        from labkit.steps.capstone import OTHER_MODEL, json_of
+
+        model = (json_of(other) or {}).get("model")
+        if other.status_code != 200 or model != OTHER_MODEL:
+            raise Incorrect(
+                f"`?model={OTHER_MODEL}` answered {other.status_code} with model {model!r}: "
+                'read `request.GET.get("model")` and pass it to `complete`.',
+                evidence=numbered(log) or other.text[:300],
+            )
+        if missing.status_code != 404:
+            raise Incorrect(
+                f"A document that does not exist answered {missing.status_code}, expected the "
+                "404 JSON error of the skeleton (`Document.DoesNotExist` is the client's "
+                "mistake, not a server error).",
+                evidence=numbered(log) or missing.text[:300],
+            )
+
+
+class CachedCompletion(Exercise):
+    id = "08.2"
+    title = "Repeated prompts and load: cache, single flight, p95"
+    hints = [
+        "Two layers: a cache (`await cache.aget(key)` / `aset`) answers what was asked before; "
+        "`SingleFlight().do(key, fn)` makes concurrent callers of one key share one call "
+        "while the first answer is not cached yet.",
+        "The key must cover everything that changes the answer: the model and the messages "
+        "(and any parameter you pass), e.g. a sha256 of `json.dumps([model, messages])`.",
+        "One lock around every call makes different prompts wait for each other: under load "
+        "the p95 then grows with the queue. Coalesce per key, not globally.",
+    ]
+    wrong_answers = {
+        "cache without coalescing": """
+async def complete(messages, *, model):
+    key = "llm:" + hashlib.sha256(json.dumps([model, messages]).encode()).hexdigest()
+    completion = await cache.aget(key)
+    if completion is None:
+        completion = await get_client().chat.completions.create(model=model, messages=messages)
+        await cache.aset(key, completion, timeout=3600)
+    return completion
+""",
+        "the tutorial's key: the prompt only": """
+flights = SingleFlight()
+
+
+async def complete(messages, *, model):
+    prompt = messages[-1]["content"]
+    key = f"ai:{hashlib.sha256(prompt.encode()).hexdigest()[:16]}"
+    cached = await cache.aget(key)
+    if cached is not None:
+        return cached
+
+    async def call():
+        completion = await get_client().chat.completions.create(model=model, messages=messages)
+        await cache.aset(key, completion, timeout=3600)
+        return completion
+
+    return await flights.do(key, call)
+""",
+        "one lock for every prompt": """
+_lock = asyncio.Lock()
+
+
+async def complete(messages, *, model):
+    key = "llm:" + hashlib.sha256(json.dumps([model, messages]).encode()).hexdigest()
+    async with _lock:
+        completion = await cache.aget(key)
+        if completion is None:
+            completion = await get_client().chat.completions.create(
+                model=model, messages=messages
+            )
+            await cache.aset(key, completion, timeout=3600)
+    return completion
+""",
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self, complete) -> str:
+        from labkit.exercises.namespace import user_namespace
+        from labkit.steps import capstone as c
+        from labkit.steps.probes import lab_mock, mock_settings, numbered
+
+        if not inspect.iscoroutinefunction(complete):
+            raise Incorrect("`complete` must stay `async def`: the view awaits it.")
+        # The endpoint that serves the requests is the learner's own view from 08.1.
+        summary = user_namespace().get("summary")
+        if not inspect.iscoroutinefunction(summary):
+            raise Incorrect(
+                "08.2 measures your whole endpoint, and `summary` is not an async view yet: "
+                "finish exercise 08.1 first, run its cell, then check again."
+            )
+        llm = lab_mock()
+        docs = await c.fresh_documents(1 + LOAD_DOCUMENTS)
+        quiet = {"outlier_rate": 0, "rpm": 0, "tpm": 0, "faults": {}, "fault": None}
+        try:
+            with mock_settings(llm, latency_s=LATENCY_S, **quiet):
+                async with c.served(summary) as s:
+                    burst = await c.identical_burst(s, docs[0], llm)
+                    self._judge_burst(burst, numbered)
+                    before = llm.stats()["requests_total"]
+                    other = await s.get(docs[0].id, model=c.OTHER_MODEL)
+                    other_calls = llm.stats()["requests_total"] - before
+                    problem = c.other_model_problem(other, other_calls)
+                    if problem:
+                        raise Incorrect(
+                            f"After {c.BURST} requests for document {docs[0].id}, "
+                            f"`?model={c.OTHER_MODEL}` for the same document {problem} "
+                            f"({other_calls} LLM calls): the cache key must cover the model "
+                            "(and every parameter that changes the answer), not only the "
+                            "prompt.",
+                            evidence=other.text[:300],
+                        )
+                    before = llm.stats()["requests_total"]
+                    result = await c.load(
+                        s,
+                        docs[1:],
+                        arrival_rate=ARRIVAL_RATE,
+                        duration_s=DURATION_S,
+                        latency_s=LATENCY_S,
+                        label="check 08.2",
+                    )
+                    load_calls = llm.stats()["requests_total"] - before
+                    log_lines = list(s.log)
+        finally:
+            await c.delete_documents(docs)
+        return self._judge_load(result, load_calls, burst, log_lines, numbered)
+
+    @staticmethod
+    def _judge_burst(burst, numbered) -> None:
+        from labkit.steps.capstone import MAX_UPSTREAM
+
+        if set(burst.statuses) != {200}:
+            raise Incorrect(
+                f"{burst.n} identical summary requests answered {burst.status_line()}, "
+                f"expected {burst.n} × 200. What the server logged:",
+                evidence=numbered(burst.log) or "(nothing)",
+            )
+        if burst.upstream > MAX_UPSTREAM:
+            raise Incorrect(
+                f"{burst.n} identical summary requests at once made {burst.upstream} calls at "
+                f"the LLM, expected at most {MAX_UPSTREAM}. A cache alone does not help here: "
+                "all of them miss before the first answer is stored. Coalesce concurrent "
+                "callers of one key into one call (single flight)."
+            )
+
+    @staticmethod
+    def _judge_load(result, load_calls: int, burst, log: list[str], numbered) -> str:
+        from labkit.steps.capstone import OTHER_MODEL, P95_RATIO
+
+        limit_ms = P95_RATIO * LATENCY_S * 1000
+        p95 = result.p95_ms
+        waiting = (result.arrivals or {}).get("unfinished", 0)
+        measured = (
+            f"open loop, {ARRIVAL_RATE:g} requests/s for {DURATION_S} s over {LOAD_DOCUMENTS} "
+            f"new documents, LLM latency {LATENCY_S:g} s: {result.requests} answered, p95 "
+            f"{p95 or 0:.0f} ms, {result.error_rate:.0%} errors, {waiting} still waiting at the "
+            f"end, {load_calls} LLM calls"
+        )
+        if result.requests == 0 or result.error_rate > 0:
+            kinds = ", ".join(f"{k} × {n}" for k, n in result.errors_by_kind.items())
+            raise Incorrect(
+                f"Under load the endpoint failed requests ({kinds or 'none answered'}); "
+                "the budget allows none.",
+                evidence=f"{measured}\n" + (numbered(log) or ""),
+            )
+        # Little's law: with answers within the budget, at most rate × budget are in flight.
+        in_flight_bound = ARRIVAL_RATE * P95_RATIO * LATENCY_S
+        if waiting > in_flight_bound:
+            raise Incorrect(
+                f"Under load {waiting} requests were still waiting when the run ended; with "
+                f"answers within {limit_ms:.0f} ms, Little's law allows about "
+                f"{in_flight_bound:.0f} ({ARRIVAL_RATE:g}/s × {limit_ms / 1000:g} s). Requests "
+                "queued behind each other: is one lock (or a blocking call) making different "
+                "prompts wait in turn?",
+                evidence=measured,
+            )
+        if p95 is None or p95 > limit_ms:
+            raise Incorrect(
+                f"p95 under load is {p95 or 0:.0f} ms, over the budget of {P95_RATIO:g} × "
+                f"{LATENCY_S:g} s = {limit_ms:.0f} ms: requests queued behind each other. Is "
+                "one lock (or a blocking call) making different prompts wait in turn?",
+                evidence=measured,
+            )
+        calls = "call" if burst.upstream == 1 else "calls"
+        return (
+            f"{burst.n} identical requests at once cost {burst.upstream} LLM {calls}; "
+            f"`?model={OTHER_MODEL}` got its own answer; under load ({measured}) p95 stays "
+            f"within {P95_RATIO:g} × latency_s = {limit_ms:.0f} ms."
+        )
+
+
+def _numbered_sql(sql: list[str], limit: int = 12) -> str:
+    lines = [f"{i}. {line[:200]}" for i, line in enumerate(sql[:limit], start=1)]
+    if len(sql) > limit:
+        lines.append(f"... and {len(sql) - limit} more")
+    return "\n".join(lines)
+
+
+q1 = SummaryEndpoint()
+q2 = CachedCompletion()
