@@ -110,9 +110,11 @@ async def _verify_master(master: Any, source: Path, cell_timeout: int) -> list[P
                 if error and "raises-exception" not in tags:
                     proofs.append(Proof("-", f"master cell {cell.index} runs", "ok", error, False))
     finally:
+        from labkit.grading.strays import end_strays
         from labkit.services.provision import stop_leftovers
 
-        stop_leftovers(workdir / "state")
+        stop_leftovers(workdir / "state")  # the notebook's Redis/PostgreSQL, stopped cleanly
+        end_strays(str(workdir / "state"))  # then anything else it left running
         shutil.rmtree(workdir, ignore_errors=True)
     return proofs
 

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -172,7 +173,11 @@ def test_an_api_key_never_reaches_outputs_or_logs(tmp_path):
 
 
 HOSTILE = (
-    "import threading, time\n"
+    "import subprocess, sys, threading, time\n"
+    "# A detached process in a session of its own, which the kernel's shutdown never reaches.\n"
+    "FORGER = 'import sys, time\\nwhile True:\\n'\n"
+    'FORGER += \'    open(sys.argv[1], "w").write("later")\\n    time.sleep(0.05)\'\n'
+    "subprocess.Popen([sys.executable, '-c', FORGER, {report!r}], start_new_session=True)\n"
     "def forge():\n"
     "    while True:\n"
     "        open({report!r}, 'w').write('forged by the submission')\n"
@@ -212,3 +217,5 @@ def test_a_hostile_submission_can_neither_stall_the_grader_nor_forge_the_report(
     assert statuses[cell["metadata"]["labkit"]["exercise"]] == "timeout"
     assert graded["score"] == 0
     assert submission.read_bytes() == original  # it ran on a copy
+    time.sleep(0.5)  # the detached forger would have struck by now
+    assert json.loads(report.read_text()) == data

@@ -207,9 +207,11 @@ async def _execute(
                 raise GraderFailure(f"could not start a kernel for {path}: {exc}") from exc
             raise
     finally:
+        from labkit.grading.strays import end_strays
         from labkit.services.provision import stop_leftovers
 
-        stop_leftovers(workdir / "state")
+        stop_leftovers(workdir / "state")  # the notebook's Redis/PostgreSQL, stopped cleanly
+        end_strays(str(workdir / "state"))  # then anything else it left running
         shutil.rmtree(workdir, ignore_errors=True)
 
     results: dict[str, tuple[str, str]] = {}
