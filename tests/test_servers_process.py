@@ -165,3 +165,15 @@ def test_serving_under_the_same_name_replaces_the_old_process(
     assert not first.running and second.running and second.pid != first_pid
     assert_gone([first_pid])
     assert get(second.url)[0] == 200
+
+
+def test_the_notebooks_stop_all_also_stops_server_processes(
+    app_env: dict[str, str], tmp_path: Path
+) -> None:
+    from labkit import stop_all
+
+    server = serve_uvicorn("to-stop", asgi_app="tinyapps:asgi", env=app_env, cwd=tmp_path)
+    pids = [server.pid, *server.children()]
+    stop_all()
+    assert not server.running
+    assert_gone(pids)

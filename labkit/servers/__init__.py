@@ -16,9 +16,9 @@ from labkit.servers.kernel import (
     running_servers,
     serve_asgi,
     serve_wsgi,
-    stop_all,
     stop_server,
 )
+from labkit.servers.kernel import stop_all as stop_kernel_servers
 from labkit.servers.process import (
     GunicornProcess,
     ServerProcessError,
@@ -28,6 +28,13 @@ from labkit.servers.process import (
     stop_processes,
 )
 from labkit.servers.timing import RequestTiming
+
+
+def stop_all() -> None:
+    """Stop every server the lab started here: in-kernel ones and subprocess workers."""
+    stop_kernel_servers()
+    stop_processes()
+
 
 __all__ = [
     "ASGIServer",
