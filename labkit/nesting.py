@@ -17,8 +17,8 @@ _applied = False
 def allow_asyncio_run() -> None:
     """Let `asyncio.run(...)` work inside this kernel's cells (idempotent).
 
-        allow_asyncio_run()
-        asyncio.run(Document.objects.acount())
+    allow_asyncio_run()
+    asyncio.run(Document.objects.acount())
     """
     global _applied
     if _applied:

@@ -177,3 +177,33 @@ def test_the_notebooks_stop_all_also_stops_server_processes(
     stop_all()
     assert not server.running
     assert_gone(pids)
+
+
+KILLED_OWNER = """
+import json, os, sys
+sys.path.insert(0, os.environ["APPS"])
+from labkit.servers import serve_uvicorn
+env = {"PYTHONPATH": os.environ["APPS"]}
+server = serve_uvicorn("orphan", asgi_app="tinyapps:asgi", workers=2, env=env)
+print(json.dumps([server.pid, *server.children()]), flush=True)
+os.kill(os.getpid(), 9)  # a kernel killed mid-run: no stop(), no atexit
+"""
+
+
+def test_a_killed_owner_takes_its_server_processes_with_it(app_env: dict[str, str]) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    owner = subprocess.run(
+        [sys.executable, "-c", KILLED_OWNER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "APPS": app_env["PYTHONPATH"]},
+    )
+    assert owner.returncode == -9, owner.stderr
+    pids = json.loads(owner.stdout.splitlines()[-1])
+    assert len(pids) >= 3  # the supervisor, its two workers (and multiprocessing helpers)
+    assert_gone(pids, timeout=10)

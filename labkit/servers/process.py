@@ -94,6 +94,7 @@ class _ServerProcess:
         self.extra_args = list(extra_args)
         self.port = port
         self._proc: subprocess.Popen[bytes] | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
         self.log_path = _log_root() / f"{self.program}-{next(_SERIAL)}.log"
 
@@ -182,6 +183,13 @@ class _ServerProcess:
         for child in alive:
             child.kill()
         psutil.wait_procs(alive, timeout=5)
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:  # it sees the group gone within its poll interval
+            try:
+                reaper.wait(5)
+            except subprocess.TimeoutExpired:
+                reaper.kill()
+                reaper.wait()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -217,6 +225,14 @@ class _ServerProcess:
                 cwd=self.cwd,
                 start_new_session=True,
             )
+        # The reaper ends the group if this process dies without stop() (a killed kernel).
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "labkit.servers.reaper", str(os.getpid()), str(self._proc.pid)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _wait_healthy(self) -> None:
         assert self._proc is not None

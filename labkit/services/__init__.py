@@ -4,7 +4,7 @@
     up()              # start what is installed; URLs go to <state dir>/services.json
     environment()     # {'LAB_CACHE_URL': 'redis://…', 'LAB_DATABASE_URL': 'postgres://…'}
     down()            # stop them and wait until their processes are gone
-    ensure("redis")   # one service for a notebook section, or None and why (see provision.py)
+    ensure_service("redis")  # one service for a notebook section, or None and why
 
 `boot()` calls `apply_environment()` before Django reads its settings, so a running service
 is used without exporting anything. The command line is `labkit services up|down|status|env`.
@@ -13,7 +13,7 @@ is used without exporting anything. The command line is `labkit services up|down
 from __future__ import annotations
 
 from labkit.services.base import Health, MissingBinary, PortInUse, Running, ServiceError
-from labkit.services.provision import ensure, release
+from labkit.services.provision import ensure_service, release_services
 from labkit.services.registry import (
     SERVICES,
     Change,
@@ -35,10 +35,10 @@ __all__ = [
     "ServiceError",
     "apply_environment",
     "down",
-    "ensure",
+    "ensure_service",
     "environment",
     "records",
-    "release",
+    "release_services",
     "status",
     "up",
 ]

@@ -4,10 +4,10 @@ Notebooks 04–06 show PostgreSQL and Redis when this machine has them, and fall
 and LocMem (saying so) when it does not. Under `LAB_REQUIRE_SERVICES=1` (CI) a fallback would
 hide a missing prerequisite, so it raises instead.
 
-    redis = ensure("redis")      # a Running record, or None with the reason printed
+    redis = ensure_service("redis")  # a Running record, or None with the reason printed
     if redis: CACHES["shared"] = {..., "LOCATION": redis.url}
     ...
-    release()                    # last cell: stop what ensure() started, nothing else
+    release_services()  # last cell: stop what ensure_service() started, nothing else
 
 A service left running would change the next kernel's `boot()` (it uses running services), so
 a notebook gives back what it started; one the user started with `labkit services up` stays.
@@ -25,7 +25,7 @@ ENV_REQUIRE = "LAB_REQUIRE_SERVICES"
 _started: set[str] = set()
 
 
-def ensure(name: str) -> Running | None:
+def ensure_service(name: str) -> Running | None:
     """Start `name` (redis or postgres) unless it runs; None, with the reason, if it can't."""
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; the lab knows {sorted(SERVICES)}")
@@ -39,8 +39,8 @@ def ensure(name: str) -> Running | None:
     return change.record
 
 
-def release() -> list[str]:
-    """Stop the services that `ensure` started in this process; return their names."""
+def release_services() -> list[str]:
+    """Stop the services that `ensure_service` started in this process; return their names."""
     names = sorted(_started)
     if names:
         down(names)
@@ -58,7 +58,7 @@ def _fallback(name: str, why: str) -> None:
 def stop_leftovers(state: Path) -> None:
     """Stop services a finished kernel left running under `state` (the grader's temp dirs).
 
-    A notebook that fails before its last cell never calls `release()`; its Redis or
+    A notebook that fails before its last cell never calls `release_services()`; its Redis or
     PostgreSQL must not outlive the temp dir they keep their data in.
     """
     if (state / RECORD_FILE).exists():

@@ -2,10 +2,9 @@
 
 Master: solutions/04_queries.ipynb. In the notebook:
 
-    from labkit.steps.step_04 import q1, q2, connection_peak, backend_peak, ...
+    from labkit.steps.step_04 import q1, q2, summary_burst
 
-The database instruments the notebook uses (`labkit.databases`) are re-exported here, so the
-notebook has one import place for them besides `labkit`.
+The database instruments the notebook uses (`labkit.databases`) come from `labkit`'s face.
 """
 
 from __future__ import annotations
@@ -18,27 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.databases import (
-    add_database,
-    backend_peak,
-    close_pools,
     connection_peak,
-    open_connections,
-    routed_to,
 )
 from labkit.exercises import Exercise, Incorrect, expect_queries
 
-__all__ = [
-    "add_database",
-    "backend_peak",
-    "close_pools",
-    "connection_peak",
-    "expected_context",
-    "open_connections",
-    "q1",
-    "q2",
-    "routed_to",
-    "summary_burst",
-]
+__all__ = ["expected_context", "q1", "q2", "summary_burst"]
 
 # 04.1: documents the check loads, and the query budget (prefetch_related needs 2).
 DOCUMENTS = (3, 17)

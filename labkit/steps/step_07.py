@@ -2,7 +2,7 @@
 
 Master: solutions/07_production.ipynb. In the notebook:
 
-    from labkit.steps.step_07 import DEADLINE_S, RATE_LIMIT, RATE_WINDOW_S, count_hops, q1, q2, q3
+    from labkit.steps.step_07 import DEADLINE_S, RATE_LIMIT, RATE_WINDOW_S, q1, q2, q3
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from labkit.exercises import Exercise, Incorrect
-from labkit.hops import count_hops
 
-# count_hops is re-exported for the notebook, whose imports come from `labkit` and this module
-# only, until `labkit` itself exports it.
-__all__ = ["DEADLINE_S", "RATE_LIMIT", "RATE_WINDOW_S", "count_hops", "q1", "q2", "q3"]
+__all__ = ["DEADLINE_S", "RATE_LIMIT", "RATE_WINDOW_S", "q1", "q2", "q3"]
 
 # 07.1: a fixed latency puts the first token at a quarter of the whole reply (the mock's
 # FIXED_TTFT_SHARE); a view that buffers sends its first event at the end.

@@ -1,0 +1,412 @@
+"""Step 06, load testing: Little's law for a closed loop, and a take-home locustfile.
+
+Master: solutions/06_load_testing.ipynb. In the notebook:
+
+    from labkit.steps.step_06 import q1, q2
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from labkit.exercises import CheckError, Exercise, Incorrect, NotAttempted
+
+# 06.1: (users, wait_s, mean response s, p95 s, LLM latency s) of the runs the check builds.
+# The first is the tutorial's table: 50 users pausing 1-3 s, p95 3.2 s.
+SCENARIOS = [(50, 2.0, 1.6, 3.2, 1.0), (20, 0.0, 0.8, 2.4, 0.5), (8, 0.5, 0.35, 0.9, 0.3)]
+TOLERANCE = 0.03  # relative: rounding, or a mean computed from the timings by hand
+
+# 06.2: the file the exercise cell writes, and the short run the check makes with it.
+LOCUSTFILE = "locustfile.py"
+USERS, RUN_S, SERVE_S = 5, 4, 0.1
+# A user that thinks for at least a second between requests is never this quick again.
+MIN_GAP_S = 0.8
+URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'/]+")
+
+
+def _synthetic_run(users: int, wait_s: float, mean_s: float, p95_s: float, latency_s: float):
+    """A closed-loop LoadResult whose raw timings have this mean and p95."""
+    from labkit.load import LoadResult
+    from labkit.load.results import Timing
+
+    # 100 requests: 90 fast ones and a slow tail of 10, solved for the mean and the p95.
+    tail_s = p95_s
+    fast_s = (100 * mean_s - 10 * tail_s) / 90
+    spread = [fast_s * (0.9 + 0.2 * i / 89) for i in range(90)]
+    spread = [v + (fast_s - statistics.fmean(spread)) for v in spread]
+    values = spread + [tail_s] * 10
+    timings = [
+        Timing(1000.0 + i * 0.05, v * 1000, 200, None, 100, "/api/chat/")
+        for i, v in enumerate(values)
+    ]
+    return LoadResult.from_timings(
+        timings,
+        scenario="chat (POST /api/chat/)",
+        users=users,
+        duration_s=20,
+        wait_s=wait_s,
+        latency_s=latency_s,
+    )
+
+
+class ExpectedRps(Exercise):
+    id = "06.1"
+    title = "Little's law for a closed loop"
+    hints = [
+        "In a closed loop each user is always either waiting for an answer or pausing before "
+        "the next request. Little's law, rate = users / time per round, with one round = one "
+        "response plus one pause.",
+        "Use the run's mean response time (`run.mean_ms`, in milliseconds) and its mean pause "
+        "(`run.wait_s`, in seconds): the mean, because throughput counts every request, the "
+        "fast ones as well as the tail.",
+        "`return run.users / (run.mean_ms / 1000 + run.wait_s)`",
+    ]
+    wrong_answers = {
+        "forgets the think time": """
+return run.users / (run.mean_ms / 1000)
+""",
+        "p95 instead of the mean": """
+return run.users / (run.p95_ms / 1000 + run.wait_s)
+""",
+        "the LLM's latency instead of the response time": """
+return run.users / (run.latency_s + run.wait_s)
+""",
+        "milliseconds added to seconds": """
+return run.users / (run.mean_ms + run.wait_s)
+""",
+    }
+
+    def evaluate(self, expected_rps) -> str:
+        lines = []
+        for users, wait_s, mean_s, p95_s, latency_s in SCENARIOS:
+            run = _synthetic_run(users, wait_s, mean_s, p95_s, latency_s)
+            mean_s = run.mean_ms / 1000
+            right = users / (mean_s + wait_s)
+            got = expected_rps(run)
+            if not isinstance(got, int | float):
+                raise Incorrect(
+                    f"`expected_rps(run)` returned {type(got).__name__}, expected a number of "
+                    "requests per second."
+                )
+            scenario = (
+                f"{users} users pausing {wait_s:g} s between requests, mean response "
+                f"{mean_s:.2f} s (p95 {run.p95_ms / 1000:.2f} s, LLM latency {latency_s:g} s)"
+            )
+            if abs(got - right) > TOLERANCE * right:
+                raise Incorrect(
+                    f"For {scenario} you predicted {got:.3g} req/s; Little's law gives "
+                    f"{users} ÷ ({mean_s:.2f} + {wait_s:g}) = {right:.3g} req/s."
+                    + _diagnose(got, run),
+                )
+            lines.append(f"{scenario}: {got:.1f} req/s")
+        return "Little's law, right for every run:\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def _diagnose(got: float, run: Any) -> str:
+    """Name the slip that produces `got`, if it is a known one."""
+    users, wait_s = run.users, run.wait_s
+    slips = {
+        " It matches users ÷ mean response: the users' pauses are missing, and a paused user "
+        "sends nothing.": users / (run.mean_ms / 1000),
+        " It matches users ÷ (p95 + pause): throughput counts every request, so it takes "
+        "the mean, not the slow tail.": users / (run.p95_ms / 1000 + wait_s),
+        " It matches users ÷ (LLM latency + pause): the users wait for the whole response, "
+        "queueing and the view's own work included, not only the LLM.": users
+        / (run.latency_s + wait_s),
+        " It matches a mean in milliseconds added to a pause in seconds: convert `mean_ms` to "
+        "seconds first.": users / (run.mean_ms + wait_s),
+    }
+    for text, value in slips.items():
+        if value and abs(got - value) <= TOLERANCE * value:
+            return text
+    return ""
+
+
+class TakeHomeLocustfile(Exercise):
+    id = "06.2"
+    title = "A take-home locustfile"
+    hints = [
+        "One class derived from `FastHttpUser`, with a `wait_time` and one `@task` method "
+        'that sends `self.client.post("/api/chat/", json={"prompt": ...})`.',
+        "`wait_time = between(1, 3)` makes each user pause 1-3 s after every answer, like "
+        "a person reading it. Leave `host` out of the file: `--host` on the command line says "
+        "where the load goes, so the same file tests your laptop and your staging server.",
+        "Vary the prompt (a counter in `on_start`, or `random.choice` plus a request number): "
+        "the same prompt every time lets a response cache answer all but the first request.",
+    ]
+    wrong_answers = {
+        "no wait_time": '''
+"""Chat load: locust -f locustfile.py --host http://127.0.0.1:8000 --headless -u 5 -t 30s"""
+import itertools
+
+from locust import task
+from locust.contrib.fasthttp import FastHttpUser
+
+
+class ChatUser(FastHttpUser):
+    def on_start(self):
+        self.count = itertools.count()
+
+    @task
+    def chat(self):
+        self.client.post("/api/chat/", json={"prompt": f"Hello {id(self)} {next(self.count)}"})
+''',
+        "the wrong path": '''
+"""Chat load: locust -f locustfile.py --host http://127.0.0.1:8000 --headless -u 5 -t 30s"""
+import itertools
+
+from locust import between, task
+from locust.contrib.fasthttp import FastHttpUser
+
+
+class ChatUser(FastHttpUser):
+    wait_time = between(1, 3)
+
+    def on_start(self):
+        self.count = itertools.count()
+
+    @task
+    def chat(self):
+        self.client.post("/chat/", json={"prompt": f"Hello {id(self)} {next(self.count)}"})
+''',
+        "a GET with the prompt in the query string": '''
+"""Chat load: locust -f locustfile.py --host http://127.0.0.1:8000 --headless -u 5 -t 30s"""
+import itertools
+
+from locust import between, task
+from locust.contrib.fasthttp import FastHttpUser
+
+
+class ChatUser(FastHttpUser):
+    wait_time = between(1, 3)
+
+    def on_start(self):
+        self.count = itertools.count()
+
+    @task
+    def chat(self):
+        self.client.get(f"/api/chat/?prompt=Hello+{next(self.count)}")
+''',
+        "a hard-coded remote host": '''
+"""Chat load: locust -f locustfile.py --headless -u 5 -t 30s"""
+import itertools
+
+from locust import between, task
+from locust.contrib.fasthttp import FastHttpUser
+
+
+class ChatUser(FastHttpUser):
+    host = "https://api.example.com"
+    wait_time = between(1, 3)
+
+    def on_start(self):
+        self.count = itertools.count()
+
+    @task
+    def chat(self):
+        self.client.post("/api/chat/", json={"prompt": f"Hello {id(self)} {next(self.count)}"})
+''',
+        "the tutorial's one fixed prompt": """
+from locust import HttpUser, between, task
+
+
+class AIUser(HttpUser):
+    wait_time = between(1, 3)
+
+    @task
+    def chat_request(self):
+        self.client.post("/api/chat/", json={"prompt": "Explain async Django"})
+""",
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self) -> str:
+        path = Path.cwd() / LOCUSTFILE
+        if not path.exists():
+            raise NotAttempted(
+                f"There is no {LOCUSTFILE} in {Path.cwd()}: run the exercise cell (its first "
+                "line, `%%writefile locustfile.py`, writes the file), then check again."
+            )
+        source = path.read_text(encoding="utf-8")
+        _static_checks(source)
+        seen, statuses, stderr = await self._run(path)
+        return _judge(seen, statuses, stderr)
+
+    async def _run(self, path: Path) -> tuple[list[dict[str, Any]], Counter, str]:
+        """Run the learner's locustfile for RUN_S s against a probe chat view; return what came."""
+        import asyncio
+
+        from labkit.steps.probes import ServedView
+
+        seen: list[dict[str, Any]] = []
+
+        async def probe(request):
+            import json
+
+            from django.http import JsonResponse
+
+            try:
+                data = json.loads(request.body or b"null")
+            except ValueError:
+                data = None
+            prompt = data.get("prompt") if isinstance(data, dict) else None
+            seen.append(
+                {
+                    "t": time.monotonic(),
+                    "method": request.method,
+                    "port": request.META.get("REMOTE_PORT"),
+                    "prompt": prompt if isinstance(prompt, str) else None,
+                }
+            )
+            await asyncio.sleep(SERVE_S)
+            if request.method != "POST" or not isinstance(prompt, str) or not prompt.strip():
+                return JsonResponse({"error": 'expected a POST of {"prompt": ...}'}, status=400)
+            return JsonResponse({"reply": "ok"})
+
+        from django.views.decorators.csrf import csrf_exempt
+
+        async with ServedView(csrf_exempt(probe), route="chat") as served:
+            workdir = tempfile.mkdtemp(prefix="labkit-06-")
+            command = [
+                sys.executable, "-m", "locust", "-f", str(path), "--headless",
+                "--host", served.server.url, "-u", str(USERS), "-r", str(USERS),
+                "-t", f"{RUN_S}s", "--only-summary", "--stop-timeout", "0",
+                "--exit-code-on-error", "0", "--loglevel", "WARNING",
+            ]  # fmt: skip
+            env = {k: v for k, v in os.environ.items() if k != "LABKIT_LOAD"}
+            try:
+                # Out of the notebook's folder, so Locust reads no locust.conf or pyproject.
+                done = await asyncio.to_thread(
+                    subprocess.run,
+                    command,
+                    cwd=workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=RUN_S + 30,
+                )
+            except subprocess.TimeoutExpired:
+                raise CheckError(
+                    f"Locust ran over {RUN_S + 30} s with your {LOCUSTFILE} and was stopped."
+                ) from None
+            await asyncio.sleep(SERVE_S + 0.2)  # the last answers are recorded
+            statuses = Counter(
+                (t.method, t.path, t.status) for t in served.server.timings if t.path != "/healthz"
+            )
+        stderr = done.stderr.decode(errors="replace")
+        return seen, statuses, stderr
+
+
+def _static_checks(source: str) -> None:
+    """Refuse a file that does not parse or that would send load to another machine."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        raise Incorrect(
+            f"{LOCUSTFILE} is not valid Python: {error.msg} (line {error.lineno}).",
+            evidence=(error.text or "").rstrip(),
+        ) from None
+    if any(_raises_not_implemented(node) for node in ast.walk(tree)):
+        raise NotAttempted(
+            f"{LOCUSTFILE} still raises NotImplementedError: write the task, run the cell, "
+            "then check again."
+        )
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        for found in URL.findall(node.value):
+            host = urlsplit(found).hostname or ""
+            if not _is_loopback(host):
+                raise Incorrect(
+                    f"{LOCUSTFILE} names the host {host!r} (line {node.lineno}): a load test "
+                    "aimed at a machine you do not own is an attack, and the lab never sends "
+                    "one, so this file was not run. Leave the host out of the file and give "
+                    "it with `--host http://127.0.0.1:8000` on the command line.",
+                    evidence=f"line {node.lineno}: {found}",
+                )
+
+
+def _raises_not_implemented(node: ast.AST) -> bool:
+    """True for `raise NotImplementedError` or `raise NotImplementedError(...)` (the starter's)."""
+    if not isinstance(node, ast.Raise) or node.exc is None:
+        return False
+    exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _judge(seen: list[dict[str, Any]], statuses: Counter, stderr: str) -> str:
+    """Say what the short run shows: the right requests, paced like people, varied prompts."""
+    total = sum(statuses.values())
+    tail = "\n".join(stderr.strip().splitlines()[-12:])
+    if not total:
+        raise Incorrect(
+            f"Locust ran your {LOCUSTFILE} for {RUN_S} s with {USERS} users, and no request "
+            "reached the server. Its output ends:",
+            evidence=tail or "(nothing)",
+        )
+    listed = ", ".join(f"{n} × {m} {p} → {s}" for (m, p, s), n in statuses.most_common(4))
+    good = [r for r in seen if r["method"] == "POST" and r["prompt"] and r["prompt"].strip()]
+    if len(good) < total / 2:
+        raise Incorrect(
+            f"{total} requests reached the server in {RUN_S} s, {len(good)} of them a POST "
+            'to /api/chat/ with a JSON body {"prompt": ...}: the chat endpoint takes JSON, '
+            "posted. The server saw:",
+            evidence=listed,
+        )
+    gaps = []
+    for port in {r["port"] for r in good}:
+        times = sorted(r["t"] for r in good if r["port"] == port)
+        gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
+    gap_s = statistics.median(gaps) if gaps else None
+    if gap_s is not None and gap_s < MIN_GAP_S:
+        raise Incorrect(
+            f"{len(good)} chat requests from {USERS} users in {RUN_S} s: each user sent its "
+            f"next request {gap_s:.2f} s after the previous one (median), as soon as the "
+            f"{SERVE_S:g} s answer came. Nobody types that fast: without a `wait_time` a user "
+            "never pauses, and the test measures a flood, not visitors. Add "
+            "`wait_time = between(1, 3)`.",
+            evidence=listed,
+        )
+    prompts = Counter(r["prompt"] for r in good)
+    if len(good) > 2 and len(prompts) == 1:
+        raise Incorrect(
+            f"All {len(good)} chat requests sent the same prompt, {next(iter(prompts))!r}: "
+            "a response cache answers every one after the first, and the test measures the "
+            "cache, not the LLM path. Vary the prompt per request.",
+            evidence=listed,
+        )
+    gap = "" if gap_s is None else f", each user pausing {gap_s:.1f} s between requests (median)"
+    return (
+        f"{len(good)} POSTs of JSON prompts to /api/chat/ from {USERS} users in {RUN_S} s"
+        f"{gap}, {len(prompts)} different prompts. Take the file home: point `--host` at "
+        "your own server."
+    )
+
+
+q1 = ExpectedRps()
+q2 = TakeHomeLocustfile()
