@@ -24,20 +24,27 @@ from tests.services import postgres_service, services_state  # noqa: F401 (fixtu
 pytestmark = pytest.mark.usefixtures("django_db")
 
 
-def _hold_in_threads(n: int, alias: str = "default", hold_s: float = 0.0) -> None:
-    """`n` threads each open a connection on `alias`, all at once, then close it."""
+def _hold_in_threads(
+    n: int, alias: str = "default", hold_s: float = 0.0, together: bool | None = None
+) -> None:
+    """`n` threads each open a connection on `alias`, then close it.
+
+    `together` (the default without `hold_s`): all `n` hold theirs at the same moment, then
+    each keeps it `hold_s` longer, long enough for a sampler to see them.
+    """
     from django.db import connections
 
     barrier = threading.Barrier(n, timeout=30)
+    together = not hold_s if together is None else together
 
     def work() -> None:
         try:
             with connections[alias].cursor() as cursor:
                 cursor.execute("SELECT 1")
+            if together:
+                barrier.wait()
             if hold_s:
                 threading.Event().wait(hold_s)
-            else:
-                barrier.wait()
         finally:
             connections[alias].close()
 
@@ -128,7 +135,7 @@ def test_a_pool_caps_connections_at_the_server(postgres_service):  # noqa: F811 
     add_database(pooled, url, pool={"min_size": 1, "max_size": 2, "timeout": 30})
     try:
         with backend_peak(url) as server_side, connection_peak(direct) as held:
-            _hold_in_threads(6, direct)
+            _hold_in_threads(6, direct, hold_s=0.3, together=True)
         assert held.peak == 6 and server_side.peak >= 6
         with backend_peak(url) as server_side, connection_peak(pooled) as held:
             _hold_in_threads(6, pooled, hold_s=0.2)

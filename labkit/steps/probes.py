@@ -132,7 +132,11 @@ def expect_side_by_side(burst: Burst, single_s: float, *, llm_peak: int | None =
         f"{burst.n} concurrent requests took {burst.elapsed_s:.2f} s; one alone took "
         f"{single_s:.2f} s, so one after another they would take {serial_s:.1f} s{seen}"
     )
-    if burst.elapsed_s > SERIAL_SHARE * serial_s:
+    # The LLM's count of calls in flight is exact where timings are noisy (a single request slowed
+    # by a busy machine makes `serial_s` too generous): a loop blocked during the LLM call lets
+    # the mock see one call at a time.
+    one_at_a_time = llm_peak is not None and burst.n > 1 and llm_peak <= 1
+    if one_at_a_time or burst.elapsed_s > SERIAL_SHARE * serial_s:
         raise Incorrect(
             f"{measured}. They ran one after another: something in your view blocks the "
             "event loop (a sync client, `time.sleep`, a sync library call)."
