@@ -53,8 +53,10 @@ def async_run(users: int, latency_s: float, duration_s: float, *, view: Any = No
 
     # Middleware hooks run inline, no thread hops: the course's recommended configuration.
     application = reference.asgi_application()
+    # The loop's pooled client caps its calls in flight: that is the async server's bound.
+    pool = reference.POOL_LIMITS.max_connections
     with routes.override("chat", view or reference.chat), ASGIServer(application) as server:
-        result, cpu_s = _load(server.url, users, latency_s, duration_s, workers=None)
+        result, cpu_s = _load(server.url, users, latency_s, duration_s, workers=pool)
     return load_row("async-uvicorn", "uvicorn", 1, result, cpu_s)
 
 
@@ -86,7 +88,7 @@ def users_sweep(plan: Plan, mock: Any) -> dict[str, Any]:
     notes = [
         "sync-wsgi: the starter chat view (new client per call) on 4 threads; bound_rps = "
         "min(users, 4) / latency_s. async-uvicorn: labkit.reference.chat on one in-process "
-        "event loop; bound_rps = users / latency_s.",
+        "event loop; bound_rps = min(users, 100 pooled LLM connections) / latency_s.",
         "cpu_ms_per_request is this process's CPU (server, Django, load-runner bookkeeping) "
         "over answered requests. A sync run's p95 shows only the queue that forms within the "
         "run (duration_s), not the steady state of that many users.",
@@ -102,9 +104,11 @@ def users_sweep(plan: Plan, mock: Any) -> dict[str, Any]:
 def uvicorn_workers(plan: Plan, mock: Any) -> dict[str, Any]:
     """The recommended app under uvicorn subprocesses with 1 and 2 worker processes."""
     from labkit.load import run_load
+    from labkit.reference import POOL_LIMITS
     from labkit.servers import serve_uvicorn
 
     users, latency_s, duration_s = plan.workers_users, plan.latency_s, plan.seconds(15)
+    pool = POOL_LIMITS.max_connections  # per worker process: each has its own client
     mock.configure(latency_s=latency_s, connect_delay_s=0)
     rows = []
     for workers in (1, 2):
@@ -119,7 +123,8 @@ def uvicorn_workers(plan: Plan, mock: Any) -> dict[str, Any]:
             started = _tree_cpu(server.pid)
             result = run_load(
                 server.url, scenario="chat", users=users, duration_s=duration_s,
-                latency_s=latency_s, timeout_s=60, progress=sys.stderr.isatty(),
+                latency_s=latency_s, workers=workers * pool, timeout_s=60,
+                progress=sys.stderr.isatty(),
             )  # fmt: skip
             cpu_s = _tree_cpu(server.pid) - started
         finally:
@@ -128,8 +133,8 @@ def uvicorn_workers(plan: Plan, mock: Any) -> dict[str, Any]:
     notes = [
         "uvicorn as a subprocess (labkit.servers.serve_uvicorn) serving "
         "labkit.bench.apps:reference_application: the inline middleware and "
-        "labkit.reference.chat. bound_rps = users / latency_s: async workers add no cap of "
-        "their own; the CPUs do.",
+        "labkit.reference.chat. bound_rps = min(users, workers x 100 pooled LLM connections) / "
+        "latency_s; below it, the CPUs are the limit.",
         "cpu_ms_per_request is the server's process tree (supervisor and workers).",
         *_warnings(rows),
     ]
