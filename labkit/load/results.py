@@ -340,10 +340,12 @@ def trust_warnings(result: LoadResult) -> list[str]:
     offered = arrivals.get("scheduled", 0) / result.window_s
     # A server that keeps up still has about offered x latency requests in flight when the run
     # stops (Little's law); on a 4 s run those alone put rps near 0.9 x offered. A queue grew
-    # only if more than twice that many were left waiting.
-    in_flight = offered * (result.mean_ms or 0) / 1000
+    # only if arrivals were dropped or more than twice that many were left waiting. The
+    # scenario's latency_s, when given, is the service time; a growing queue inflates the mean.
+    service_s = result.latency_s or (result.mean_ms or 0) / 1000
     left = arrivals.get("unfinished", 0)
-    if result.mode == "open" and offered and result.rps < 0.9 * offered and left > 2 * in_flight:
+    grew = arrivals.get("dropped", 0) > 0 or left > 2 * offered * service_s
+    if result.mode == "open" and offered and result.rps < 0.9 * offered and grew:
         found.append(
             f"The server answered {result.rps:.1f} req/s of {offered:.1f} arriving: a queue "
             f"grew all run ({arrivals.get('unfinished', 0)} requests still waiting at the "
