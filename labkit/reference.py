@@ -198,17 +198,21 @@ async def cached_chat(request: HttpRequest) -> JsonResponse:
         prompt = read_prompt(request)
     except ApiError as error:
         return error.response()
+    try:
+        answer, cached = await cached_answer(prompt)
+    except LLMFailed as failed:
+        return failed.failure.response()
+    return JsonResponse({**answer, "cached": cached})
+
+
+async def cached_answer(prompt: str) -> tuple[dict[str, Any], bool]:
+    """The answer to `prompt` and whether the cache had it; LLMFailed if the LLM failed."""
     model = settings.LLM_MODEL
     key = chat_cache_key(prompt, model=model, system=CHAT_SYSTEM, params=CHAT_PARAMS)
-    cache = caches[CACHE_ALIAS]
-    answer = await cache.aget(key)
-    cached = answer is not None
-    if not cached:
-        try:
-            answer = await flights.do(key, lambda: _answer_and_store(prompt, key))
-        except LLMFailed as failed:
-            return failed.failure.response()
-    return JsonResponse({**answer, "cached": cached})
+    answer = await caches[CACHE_ALIAS].aget(key)
+    if answer is not None:
+        return answer, True
+    return await flights.do(key, lambda: _answer_and_store(prompt, key)), False
 
 
 async def _answer_and_store(prompt: str, key: str) -> dict[str, Any]:

@@ -110,11 +110,9 @@ async def _verify_master(master: Any, source: Path, cell_timeout: int) -> list[P
                 if error and "raises-exception" not in tags:
                     proofs.append(Proof("-", f"master cell {cell.index} runs", "ok", error, False))
     finally:
-        from labkit.grading.strays import end_strays
-        from labkit.services.provision import stop_leftovers
+        from labkit.grading.strays import clean_up
 
-        stop_leftovers(workdir / "state")  # the notebook's Redis/PostgreSQL, stopped cleanly
-        end_strays(str(workdir / "state"))  # then anything else it left running
+        clean_up(workdir / "state")
         shutil.rmtree(workdir, ignore_errors=True)
     return proofs
 

@@ -207,11 +207,9 @@ async def _execute(
                 raise GraderFailure(f"could not start a kernel for {path}: {exc}") from exc
             raise
     finally:
-        from labkit.grading.strays import end_strays
-        from labkit.services.provision import stop_leftovers
+        from labkit.grading.strays import clean_up
 
-        stop_leftovers(workdir / "state")  # the notebook's Redis/PostgreSQL, stopped cleanly
-        end_strays(str(workdir / "state"))  # then anything else it left running
+        clean_up(workdir / "state")
         shutil.rmtree(workdir, ignore_errors=True)
 
     results: dict[str, tuple[str, str]] = {}

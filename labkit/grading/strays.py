@@ -10,6 +10,7 @@ stray. Not a sandbox: untrusted submissions still belong in a container.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psutil
 
@@ -46,3 +47,11 @@ def end_strays(state_dir: str, timeout_s: float = 3.0) -> list[int]:
             pass
     psutil.wait_procs(alive, timeout=timeout_s)
     return [process.pid for process in found]
+
+
+def clean_up(state: Path) -> None:
+    """After a notebook's kernel has gone: stop its services cleanly, then end its strays."""
+    from labkit.services.provision import stop_leftovers
+
+    stop_leftovers(state)  # the notebook's Redis/PostgreSQL, stopped cleanly
+    end_strays(str(state))  # then anything else it left running
