@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import random
 import secrets
 import time
@@ -40,6 +41,11 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/_mock/config": ("GET", "POST"),
 }
 ADMIN_PREFIX = "/_mock/"
+# A locked mock (the grader's): admin calls need this token, calls may not change settings,
+# and replies are salted, so a reply cannot be computed without calling the server.
+ENV_ADMIN_TOKEN = "LAB_MOCK_ADMIN_TOKEN"
+ENV_REPLY_SALT = "LAB_MOCK_REPLY_SALT"
+ADMIN_TOKEN_HEADER = "x-mock-admin-token"
 
 
 @dataclass
@@ -91,6 +97,8 @@ class MockService:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.initial = settings or Settings()
+        self.admin_token = os.environ.get(ENV_ADMIN_TOKEN) or None
+        self.reply_salt = os.environ.get(ENV_REPLY_SALT) or None
         self.stats = Stats()
         self.limiter = RateLimiter()
         self._apply(self.initial)
@@ -171,6 +179,12 @@ class MockService:
 
     async def _admin(self, incoming: Incoming, out: _Recorder) -> None:
         path = self._route(incoming)
+        if self.admin_token is not None and path != "/_mock/health":
+            given = incoming.headers.get(ADMIN_TOKEN_HEADER, "")
+            if not secrets.compare_digest(given.encode(), self.admin_token.encode()):
+                raise ApiError(
+                    403, "This mock's admin API needs its admin token.", code="forbidden"
+                )
         if path == "/_mock/health":
             await out.json(200, {"status": "ok", "preset": self.settings.preset})
         elif path == "/_mock/stats":
@@ -209,6 +223,15 @@ class MockService:
     def _per_request(self, request: chat.ChatRequest, headers: Mapping[str, str]) -> Settings:
         """The settings for one call: the server's, changed by its `mock` field and headers."""
         changes: dict[str, Any] = dict(request.mock or {})
+        if self.admin_token is not None and (
+            changes or any(name.startswith("x-mock-") for name in headers)
+        ):
+            raise ApiError(
+                403,
+                "This mock does not take per-call settings (x-mock-* headers or a `mock` "
+                "field): it is locked by its owner.",
+                code="forbidden",
+            )
         latency = headers.get("x-mock-latency")
         if latency is not None:
             try:
@@ -246,8 +269,9 @@ class MockService:
             raise errors.model_not_found(request.model)
         call.model = request.model
         settings = self._per_request(request, incoming.headers)
+        seed = request.seed if self.reply_salt is None else f"{self.reply_salt}:{request.seed}"
         reply = reply_for(
-            request.model, request.messages, request.seed, request.max_tokens, settings.reply_tokens
+            request.model, request.messages, seed, request.max_tokens, settings.reply_tokens
         )
         prompt = prompt_tokens(request.messages)
         headers = self.limiter.admit(prompt + reply.completion_tokens, request.model)
