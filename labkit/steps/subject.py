@@ -44,6 +44,7 @@ class Checker:
 
     channel: Channel
     mock: Any  # a MockLLM owned by the grader (admin token and reply salt unknown to learners)
+    database: Any = None  # a Witness of the grader's PostgreSQL, when grading has one
 
 
 _checker: Checker | None = None
