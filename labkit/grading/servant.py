@@ -5,6 +5,7 @@ After the learner's cells have run, the sandbox's runner adds one cell that awai
 checker (outside the sandbox) until it says it is done. It does nothing but what the checker
 asks, on data the checker chooses:
 
+    POST /__labkit__/hello       {}                          which episode this servant serves
     POST /__labkit__/info        {"names": [...]}            what each name is, and its source
     POST /__labkit__/call        {"name", "args", "kwargs"}   call a definition, JSON in and out
     POST /__labkit__/experiment  {"name", "target", "params"} run a registered experiment on it
@@ -88,11 +89,12 @@ async def invoke(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
 class Servant:
     """The ASGI app behind the socket: the control endpoints, then the project."""
 
-    def __init__(self, namespace: dict[str, Any]) -> None:
+    def __init__(self, namespace: dict[str, Any], episode: str = "grade") -> None:
         from labkit.steps.probes import django_log
         from labproject.asgi import application
 
         self.namespace = namespace
+        self.episode = episode
         self.application = application
         self.done = asyncio.Event()
         self._log_context = django_log()
@@ -125,6 +127,9 @@ class Servant:
             return 200, await handler(request)
         except Exception as exc:  # noqa: BLE001 - reported to the checker, which decides
             return 200, {"ok": False, "error": error_of(exc)}
+
+    async def _hello(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "episode": self.episode}
 
     async def _info(self, request: dict[str, Any]) -> dict[str, Any]:
         names = [str(name) for name in request.get("names", [])]
@@ -185,15 +190,40 @@ class Servant:
         self._log_context.__exit__(None, None, None)
 
 
+ENV_SOCKET = "LAB_SERVANT_SOCKET"
+ENV_LLM_URL = "LAB_GRADER_LLM_URL"
+
+
+def cell_source(episode: str) -> str:
+    """The cell the grader adds where the checker should take over (awaited in the kernel)."""
+    return (
+        "import labkit.grading.servant as __labkit_servant__\n"
+        f"await __labkit_servant__.serve(episode={episode!r})"
+    )
+
+
 async def serve(
-    path: str,
+    path: str | None = None,
     *,
+    episode: str = "grade",
     llm_base_url: str | None = None,
-    llm_api_key: str | None = None,
-    timeout_s: float = 3600.0,
+    llm_api_key: str | None = "graded",
+    timeout_s: float = 6 * 3600.0,
 ) -> None:
-    """Answer the checker on the Unix socket `path` until it is done (await it in a cell)."""
+    """Answer the checker on the Unix socket `path` until it is done (await it in a cell).
+
+    The socket and the grader's LLM (reached through the sandbox's relay) come from the
+    runner's environment unless given.
+    """
     import uvicorn
+
+    from labkit.boot import boot
+
+    path = path or os.environ[ENV_SOCKET]
+    llm_base_url = llm_base_url or os.environ.get(ENV_LLM_URL)
+
+    # A notebook that lost its setup cell still gets a configured, migrated project.
+    await asyncio.to_thread(boot, quiet=True)
     from django.conf import settings
 
     if llm_base_url:
@@ -202,7 +232,7 @@ async def serve(
         settings.LLM_BASE_URL = llm_base_url
     if llm_api_key:
         settings.LLM_API_KEY = llm_api_key
-    servant = Servant(user_namespace())
+    servant = Servant(user_namespace(), episode)
     if os.path.exists(path):
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
