@@ -31,6 +31,8 @@ INSIDE_HOME = "/home/learner"
 SANDBOX_UID = 1000
 # What a graded notebook may learn from the grader's environment: nothing else crosses.
 PASSED_ENV = ("LAB_SIZE", "LANG", "LC_ALL", "TZ")
+# The tests' flag that turns a missing Redis/PostgreSQL into a failure, never a fallback.
+PASSED_ENV += ("LAB_REQUIRE_SERVICES",)
 INSTALL_HINT = "apt-get install bubblewrap (Debian/Ubuntu), dnf install bubblewrap (Fedora)"
 
 
@@ -50,6 +52,7 @@ class Layout:
 
     work: Path  # read-write inside, at /grade/work
     channel: Path  # read-only inside, at /grade/chan
+    solutions: Path | None = None  # `labkit verify` only: the trusted masters, read-only
 
 
 @functools.cache
@@ -74,6 +77,8 @@ def bwrap_argv(layout: Layout, command: list[str], env: dict[str, str]) -> list[
     args = [bwrap, *_base_args()]
     args += ["--bind", str(layout.work), INSIDE_WORK]
     args += ["--ro-bind", str(layout.channel), INSIDE_CHANNEL]
+    if layout.solutions is not None:
+        args += ["--ro-bind", str(layout.solutions), str(layout.solutions)]
     args += ["--chdir", INSIDE_WORK, "--clearenv"]
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]

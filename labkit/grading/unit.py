@@ -45,6 +45,8 @@ class Options:
     cell_timeout: int = 300
     deadline_s: float = 1800.0  # one notebook, run and checks together
     sandbox: bool = True  # False only with --unsafe-no-sandbox
+    # `labkit verify` only (trusted masters): the kernel's own checks may read them.
+    solutions: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,10 @@ async def _start_sandbox(
 
     command = [sys.executable, "-m", "labkit.grading.inside", inside.work_path("inside.json")]
     env = sandbox_env(extra_env)
+    if options.solutions is not None:
+        env["LAB_SOLUTIONS_DIR"] = str(options.solutions)
     if options.sandbox:
-        argv = bwrap_argv(Layout(work, chan), command, env)
+        argv = bwrap_argv(Layout(work, chan, options.solutions), command, env)
     else:
         argv = command
         env = env | {"LAB_STATE_DIR": str(work / "state"), "HOME": str(work / "home")}
