@@ -123,18 +123,6 @@ async def _verify_master(master: Any, options: Any, cluster: Any) -> list[Proof]
     nb.cells = cells
     result = await run_unit(nb, episodes, options, cluster, extra_env={"LAB_VERIFY": "1"})
     errors = [e for e in result.notes.get("errors", []) if isinstance(e, dict)]
-    for error in errors:
-        meta = error.get("meta") if isinstance(error.get("meta"), dict) else {}
-        if "master_cell" in meta and not meta.get("may_raise"):
-            proofs.append(
-                Proof(
-                    "-",
-                    f"master cell {meta['master_cell']} runs",
-                    "ok",
-                    str(error.get("error")),
-                    False,
-                )
-            )
     raised = {
         e["meta"]["variant"]: str(e.get("error"))
         for e in errors
@@ -166,6 +154,12 @@ async def _verify_master(master: Any, options: Any, cluster: Any) -> list[Proof]
                     "q.check() in the notebook and the grader disagree on this answer",
                 )
             )
+    errors = [e for e in result.notes.get("errors", []) if isinstance(e, dict)]
+    for error in errors:
+        meta = error.get("meta") if isinstance(error.get("meta"), dict) else {}
+        if "master_cell" in meta and not meta.get("may_raise"):
+            where = f"master cell {meta['master_cell']} runs"
+            proofs.append(Proof("-", where, "ok", str(error.get("error")), False))
     return proofs
 
 

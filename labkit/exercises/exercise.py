@@ -186,13 +186,18 @@ class Exercise:
         status, message, evidence, detail = Status.CORRECT, "", "", ""
         if isinstance(result, CheckFailure):
             status, message, evidence = result.status, result.message, result.evidence
-        elif isinstance(result, NotImplementedError):
+        elif _raised(result, "NotImplementedError"):
             status = Status.NOT_ATTEMPTED
             message = (
                 f"{_listed(self.names)} still raises NotImplementedError: replace the "
                 "placeholder `raise NotImplementedError()` with your code, run the cell, "
                 "then check again."
             )
+        elif _raised(result):
+            # The learner's code raised and the check did not expect it: same words whether it
+            # ran here or in the grading sandbox.
+            status = Status.ERROR
+            message = f"Your code raised {_raised(result)}."
         elif isinstance(result, BaseException):
             status = Status.ERROR
             message, detail = summarize_exception(result)
@@ -246,6 +251,21 @@ class Exercise:
 
     def __repr__(self) -> str:
         return f"<Exercise {self.id}: {self.title}>"
+
+
+def _raised(result: object, type_name: str | None = None) -> str | None:
+    """ "Type: message" if `result` is the learner's exception (of `type_name`, if given)."""
+    from labkit.steps.subject import Raised
+
+    if isinstance(result, Raised):
+        found = result.type_name
+    elif isinstance(result, NotImplementedError):
+        found = "NotImplementedError"  # raised straight from a learner's placeholder
+    else:
+        return None
+    if type_name is not None and found != type_name:
+        return None
+    return str(result) or found
 
 
 def _listed(names: tuple[str, ...]) -> str:

@@ -14,7 +14,9 @@ the grader's mock LLM, the database).
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,20 +40,26 @@ class Channel:
         self, action: str, payload: Mapping[str, Any] | None = None, timeout_s: float | None = None
     ) -> Any:
         """Send one control request and return its JSON answer."""
-        import httpx2
-
-        transport = httpx2.HTTPTransport(uds=self.path)
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        body = json.dumps(dict(payload or {})).encode()
+        connection = _UnixHTTPConnection(self.path, timeout)
         try:
-            with httpx2.Client(transport=transport, base_url=BASE_URL, timeout=timeout) as client:
-                with client.stream(
-                    "POST", f"/__labkit__/{action}", json=dict(payload or {})
-                ) as response:
-                    body = _read_capped(response.iter_bytes())
-        except httpx2.HTTPError as exc:
+            connection.request(
+                "POST",
+                f"/__labkit__/{action}",
+                body=body,
+                headers={"content-type": "application/json"},
+            )
+            response = connection.getresponse()
+            data = response.read(MAX_ANSWER + 1)
+        except (OSError, http.client.HTTPException) as exc:
             raise ChannelError(f"the sandbox did not answer {action!r}: {exc}") from None
+        finally:
+            connection.close()
+        if len(data) > MAX_ANSWER:
+            raise ChannelError(f"the sandbox's answer passed {MAX_ANSWER} bytes")
         try:
-            return json.loads(body)
+            return json.loads(data)
         except ValueError:
             raise ChannelError(f"the sandbox's answer to {action!r} is not JSON") from None
 
@@ -132,10 +140,23 @@ class RemoteNamespace(Mapping[str, Remote]):
         return sum(found is not None for found in self._known.values())
 
 
-def _read_capped(chunks: Iterator[bytes]) -> bytes:
-    data = bytearray()
-    for chunk in chunks:
-        data += chunk
-        if len(data) > MAX_ANSWER:
-            raise ChannelError(f"the sandbox's answer passed {MAX_ANSWER} bytes")
-    return bytes(data)
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a Unix socket, closing the socket when the connect fails.
+
+    The standard library, not httpx2, for control calls: httpcore leaves the socket of a failed
+    Unix-socket connect unclosed, and the checker connects before the servant listens.
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("127.0.0.1", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock

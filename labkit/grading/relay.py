@@ -51,6 +51,7 @@ class Relay:
         self._server: asyncio.base_events.Server | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -96,9 +97,14 @@ class Relay:
         finally:
             if self._server is not None:
                 self._server.close()
-            for task in asyncio.all_tasks(loop):
+            for writer in list(self._writers):
+                writer.close()
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
                 task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
+            loop.run_until_complete(_drain(tasks))
+            if self._server is not None:
+                loop.run_until_complete(self._server.wait_closed())
             loop.close()
 
     async def _listen(self) -> None:
@@ -112,6 +118,7 @@ class Relay:
             self.port = self._server.sockets[0].getsockname()[1]
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             if self.connect_path is not None:
                 up_reader, up_writer = await asyncio.open_unix_connection(self.connect_path)
@@ -119,13 +126,21 @@ class Relay:
                 up_reader, up_writer = await asyncio.open_connection(LOOPBACK, self.connect_port)
         except OSError:
             writer.close()
+            self._writers.discard(writer)
             return
+        self._writers.add(up_writer)
         try:
             await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
         finally:
             for end in (writer, up_writer):
+                self._writers.discard(end)
                 with contextlib.suppress(Exception):
                     end.close()
+                    await end.wait_closed()
+
+
+async def _drain(tasks: set[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -243,17 +243,31 @@ async def grade_notebook(
             _grade(ex, "error", f"Not graded: {grade.error}") for ex in expected.values()
         ]
         return grade
-    result = await run_unit(_for_grading(nb), [Episode("grade", list(expected))], options, cluster)
+    graded = _for_grading(nb)
+    result = await run_unit(graded, [Episode("grade", list(expected))], options, cluster)
     grade.notes += feedback(result.notes)
     why = result.errors.get("grade") or result.error or "The check did not run."
-    outcomes = result.outcomes("grade")
+    outcomes = dict(result.outcomes("grade"))
+    # An answer counts only when its cell ran to the end. The runner's note can only be
+    # left out, never add points: without it the answer is judged on its merits.
+    timed_out = result.notes.get("timed_out", [])
+    for index in timed_out if isinstance(timed_out, list) else []:
+        if isinstance(index, int) and 0 <= index < len(graded.cells):
+            exercise_id = graded.cells[index].metadata.get("labkit", {}).get("exercise")
+            if exercise_id in expected:
+                outcomes[exercise_id] = (
+                    "timeout",
+                    f"Cell {index} ran longer than {options.cell_timeout} s and was "
+                    "interrupted: an answer counts only when its cell runs to the end.",
+                )
     grade.exercises = [_grade(ex, *outcomes.get(ex.id, ("error", why))) for ex in expected.values()]
     grade.duration_s = round(time.perf_counter() - started, 2)
     return grade
 
 
 def _for_grading(nb: Any) -> Any:
-    """The submission's code and Markdown cells, outputs dropped, then the servant cell."""
+    """The submission's cells (outputs dropped, numbered as the learner sees them), then the
+    servant cell."""
     import nbformat
 
     from labkit.grading.unit import servant_cell
@@ -262,8 +276,10 @@ def _for_grading(nb: Any) -> Any:
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             clean = nbformat.v4.new_code_cell(cell.get("source", ""))
-            clean.metadata = cell.get("metadata", {})
-            cells.append(clean)
+        else:
+            clean = nbformat.v4.new_markdown_cell(cell.get("source", ""))
+        clean.metadata = cell.get("metadata", {})
+        cells.append(clean)
     graded = nbformat.v4.new_notebook()
     graded.cells = [*cells, servant_cell("grade")]
     return graded

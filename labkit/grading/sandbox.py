@@ -79,10 +79,37 @@ def bwrap_argv(layout: Layout, command: list[str], env: dict[str, str]) -> list[
     args += ["--ro-bind", str(layout.channel), INSIDE_CHANNEL]
     if layout.solutions is not None:
         args += ["--ro-bind", str(layout.solutions), str(layout.solutions)]
+    for package in extra_step_packages():
+        args += ["--ro-bind", str(package), str(package)]
     args += ["--chdir", INSIDE_WORK, "--clearenv"]
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
     return [*args, "--", *command]
+
+
+def extra_step_packages() -> list[Path]:
+    """Folders of the packages holding LABKIT_EXTRA_STEPS modules (the operator's, e.g. tests)."""
+    import importlib.util
+
+    from labkit.exercises.registry import extra_modules
+
+    found = []
+    for module in extra_modules():
+        spec = importlib.util.find_spec(module.split(".")[0])
+        if spec is not None and spec.submodule_search_locations:
+            found.append(Path(next(iter(spec.submodule_search_locations))).resolve())
+    return found
+
+
+def operator_env() -> dict[str, str]:
+    """Settings of the grader's operator that the sandbox and the checker both need."""
+    from labkit.exercises.registry import ENV_EXTRA
+
+    env = {}
+    if os.environ.get(ENV_EXTRA):
+        env[ENV_EXTRA] = os.environ[ENV_EXTRA]
+        env["PYTHONPATH"] = os.pathsep.join(str(p.parent) for p in extra_step_packages())
+    return env
 
 
 def sandbox_env(extra: dict[str, str]) -> dict[str, str]:
@@ -102,7 +129,7 @@ def sandbox_env(extra: dict[str, str]) -> dict[str, str]:
         "LAB_GRADING": "1",
         "LAB_USE_SERVICES": "0",
     }
-    return env | extra
+    return env | operator_env() | extra
 
 
 def limit_resources(limits: Limits) -> None:

@@ -37,7 +37,8 @@ from labkit.exercises.outcomes import Status
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 MAX_MESSAGE = 4000
 READY_POLL_S = 0.2
-CHECKER_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "LAB_SIZE", "HOME")
+# The checker's environment is an allow-list too: it never needs the grader's secrets.
+CHECKER_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "LAB_SIZE", "LAB_SOLUTIONS_DIR")
 
 
 @dataclass(frozen=True)
@@ -229,12 +230,16 @@ async def _run_checker(
         "budget_s": budget_s,
         "out": str(out),
     }
+    from labkit.grading.sandbox import operator_env
+
     env = {key: os.environ[key] for key in CHECKER_ENV if key in os.environ}
+    env |= operator_env()
     checker_home = run_dir / "checker"
     checker_home.mkdir()
     env |= {"HOME": str(checker_home), "MPLCONFIGDIR": str(checker_home / "mpl")}
     checker = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-m", "labkit.grading.checker",
+        # -s -P: no user site, no cwd on sys.path; PYTHONPATH only as the operator set it.
+        sys.executable, "-s", "-P", "-m", "labkit.grading.checker",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=str(checker_home),
         start_new_session=True,
