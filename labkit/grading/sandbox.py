@@ -79,26 +79,41 @@ def bwrap_argv(layout: Layout, command: list[str], env: dict[str, str]) -> list[
     args += ["--ro-bind", str(layout.channel), INSIDE_CHANNEL]
     if layout.solutions is not None:
         args += ["--ro-bind", str(layout.solutions), str(layout.solutions)]
-    for package in extra_step_packages():
-        args += ["--ro-bind", str(package), str(package)]
+    for path in extra_step_paths()[0]:
+        args += ["--ro-bind", str(path), str(path)]
     args += ["--chdir", INSIDE_WORK, "--clearenv"]
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
     return [*args, "--", *command]
 
 
-def extra_step_packages() -> list[Path]:
-    """Folders of the packages holding LABKIT_EXTRA_STEPS modules (the operator's, e.g. tests)."""
+def extra_step_paths() -> tuple[list[Path], list[str]]:
+    """What LABKIT_EXTRA_STEPS modules (the operator's, e.g. the tests') need inside.
+
+    Returns the paths to bind read-only — each enclosing package's `__init__.py` and the
+    module's own folder, never the rest of the tree (a test tree keeps masters too) — and the
+    folders to put on PYTHONPATH.
+    """
     import importlib.util
 
     from labkit.exercises.registry import extra_modules
 
-    found = []
+    binds: list[Path] = []
+    roots: list[str] = []
     for module in extra_modules():
-        spec = importlib.util.find_spec(module.split(".")[0])
-        if spec is not None and spec.submodule_search_locations:
-            found.append(Path(next(iter(spec.submodule_search_locations))).resolve())
-    return found
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin).resolve()
+        parts = module.split(".")
+        folder = origin.parent
+        binds.append(folder)
+        for _ in parts[1:-1]:  # the packages above the module's own folder
+            folder = folder.parent
+            binds.append(folder / "__init__.py")
+        root = origin.parents[len(parts) - 1]
+        roots.append(str(root))
+    return binds, sorted(set(roots))
 
 
 def operator_env() -> dict[str, str]:
@@ -108,7 +123,7 @@ def operator_env() -> dict[str, str]:
     env = {}
     if os.environ.get(ENV_EXTRA):
         env[ENV_EXTRA] = os.environ[ENV_EXTRA]
-        env["PYTHONPATH"] = os.pathsep.join(str(p.parent) for p in extra_step_packages())
+        env["PYTHONPATH"] = os.pathsep.join(extra_step_paths()[1])
     return env
 
 
