@@ -234,6 +234,7 @@ def test_an_api_key_setting_makes_other_keys_a_401(llm, raw):
     with httpx2.Client(base_url=llm.url) as keyless:
         missing = keyless.post("/v1/chat/completions", json={"model": "m", "messages": []})
     assert missing.status_code == 401 and "didn't provide an API key" in missing.text
+    assert set(missing.json()["error"]) == {"message", "type", "param", "code"}
     assert raw.post("/v1/responses", json={"model": "mock-gpt", "input": PROMPT}).is_success
     assert SECRET not in json.dumps(llm.stats()) + llm.stderr_text()
     assert llm.stats()["statuses"] == {"200": 1, "401": 2}
