@@ -301,7 +301,7 @@ class MockService:
         timing = settings.latency.sample(reply.completion_tokens, self.rng)
         if call.fault == "hang":
             await asyncio.sleep(settings.hang_s)
-        answer = _Answer(request, reply, timing, call.fault, headers, api.wire(request, prompt))
+        answer = _Answer(reply, timing, call.fault, headers, api.wire(request, prompt))
         if request.stream:
             self.stats.streams_total += 1
             await self._stream(answer, out)
@@ -372,7 +372,6 @@ class _Call:
 class _Answer:
     """Everything decided about a call before its response starts."""
 
-    request: chat.ChatRequest
     reply: Reply
     timing: Timing
     fault: str | None
