@@ -10,7 +10,6 @@ grader's environment may appear in any report.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -19,16 +18,11 @@ import pytest
 from labkit.authoring import learner_notebook, render
 from labkit.exercises.masters import parse_master
 from labkit.grading.sandbox import unusable_reason
+from tests.conftest import require_service
 from tests.fixtures.commands import run_command
 from tests.fixtures.labenv import DEMO_MASTER, copy_master, use_fixture_steps
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        unusable_reason() is not None and os.environ.get("LAB_REQUIRE_SERVICES") != "1",
-        reason=f"no sandbox here: {unusable_reason()}",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 SECRET = "sk-staff-" + "7f3a9c2e5b1d4e8f0a6c"
 MIME = "application/vnd.labkit.check+json"
@@ -136,6 +130,7 @@ def build(folder: Path, report: Path, home: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
+    require_service("bubblewrap", unusable_reason() is None, str(unusable_reason()))
     base = tmp_path_factory.mktemp("hostile")
     folder, home = base / "submissions", base / "grader-home"
     folder.mkdir()

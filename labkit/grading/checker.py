@@ -97,6 +97,8 @@ def check(spec: dict[str, Any], out: Any) -> None:
         _emit(out, {"label": label, "outcomes": outcomes})
         with contextlib.suppress(Exception):
             channel.post("done", {}, 5)
+    if database is not None:
+        database.close()
 
 
 def _wait_for(channel: Any, label: str, deadline: float) -> bool:

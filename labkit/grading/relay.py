@@ -131,6 +131,8 @@ class Relay:
         self._writers.add(up_writer)
         try:
             await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
+        except asyncio.CancelledError:
+            pass  # the relay is stopping: both ends are closed below
         finally:
             for end in (writer, up_writer):
                 self._writers.discard(end)

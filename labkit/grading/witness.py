@@ -225,6 +225,12 @@ class Witness:
     def queries(self, label: str = "") -> _LogWindow:
         return _LogWindow(self, label)
 
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
     def connections(self) -> _ConnectionWatch:
         return _ConnectionWatch(self)
 
