@@ -39,31 +39,50 @@ def configure(spec: dict[str, Any]) -> None:
 
 
 class _GradersMock:
-    """The grader's mock LLM, reached by URL with its admin token (it runs in the grader)."""
+    """The grader's mock LLM as checks use it (`lab_mock()`): admin calls carry its token."""
+
+    running = True
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from labkit.mock_llm import MockLLM
-
-        self._client = MockLLM(admin_token=spec["admin_token"])
         self.base_url = spec["base_url"]
         self.url = self.base_url.removesuffix("/v1")
-        self._client.url, self._client.base_url = self.url, self.base_url
-
-    @property
-    def running(self) -> bool:
-        return True
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self._token = spec["admin_token"]
+        self.preset = self.config().get("preset", "fast")
 
     def stats(self) -> dict[str, Any]:
-        return self._client._call("GET", "/_mock/stats")
+        return self._call("GET", "/_mock/stats")
 
     def reset(self, config: bool = False) -> dict[str, Any]:
-        return self._client._call("POST", "/_mock/reset", {"config": config})
+        return self._call("POST", "/_mock/reset", {"config": config})
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        return self._client._call("POST", "/_mock/config", settings)
+        config = self._call("POST", "/_mock/config", settings)
+        self.preset = config.get("preset", self.preset)
+        return config
 
     def config(self) -> dict[str, Any]:
-        return self._client._call("GET", "/_mock/config")
+        return self._call("GET", "/_mock/config")
+
+    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        from labkit.mock_llm.server import MockLLMError
+        from labkit.mock_llm.service import ADMIN_TOKEN_HEADER
+
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json", ADMIN_TOKEN_HEADER: self._token}
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers=headers)  # fmt: skip
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                detail = error.read()[:300].decode("utf-8", "replace")
+            raise MockLLMError(f"{method} {path} failed ({error.code}): {detail}") from None
 
 
 def check(spec: dict[str, Any], out: Any) -> None:
