@@ -30,7 +30,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    from labkit.grading.probe import read_outcome
+    from labkit.grading.probe import error_of, read_outcome
     from labkit.grading.relay import relay_to
     from labkit.grading.servant import ENV_LLM_URL, ENV_SOCKET
 
@@ -76,7 +76,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         meta = _meta(cell)
         if meta.get("kernel_probe"):
             outcome = read_outcome(cell)
-            notes["kernel"][meta["kernel_probe"]] = str(outcome.status) if outcome else None
+            failed = error_of(cell) or "the check displayed nothing"
+            notes["kernel"][meta["kernel_probe"]] = (
+                str(outcome.status) if outcome else f"no result ({failed[:200]})"
+            )
             continue
         if meta.get("servant"):
             continue
