@@ -131,6 +131,11 @@ async def run_unit(
         process = await _start_sandbox(options, work, chan, inside, env, run_dir)
         budget = options.deadline_s - (time.monotonic() - started)
         result = await _run_checker(episodes, work, mock, database, run_dir, budget, process)
+        # Cells after the last servant cell (verify's master cells) run to the end, then the
+        # runner writes its notes; the deadline still bounds it.
+        rest = options.deadline_s - (time.monotonic() - started)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(process.wait(), max(rest, 1.0))
     finally:
         if process is not None:
             await _end(process, work / "servant.sock")
