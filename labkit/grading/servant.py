@@ -226,9 +226,11 @@ async def serve(
     await asyncio.to_thread(boot, quiet=True)
     from django.conf import settings
 
+    saved = (settings.LLM_BASE_URL, settings.LLM_API_KEY)
     if llm_base_url:
         # The learner's code reads the LLM's address from settings at call time: point it at
         # the grader's mock (through the sandbox's relay), whose counters the checker reads.
+        # Put back afterwards: the notebook's own cells (and q.check()) use the kernel's mock.
         settings.LLM_BASE_URL = llm_base_url
     if llm_api_key:
         settings.LLM_API_KEY = llm_api_key
@@ -251,6 +253,7 @@ async def serve(
     try:
         await asyncio.wait_for(servant.done.wait(), timeout_s)
     finally:
+        settings.LLM_BASE_URL, settings.LLM_API_KEY = saved
         server.should_exit = True
         await asyncio.wait([task], timeout=5)
         servant.close()
