@@ -304,7 +304,10 @@ async def load_context(doc_id: int) -> str:
             return await call(load_context, doc_id)
         except Raised as error:
             if error.type_name != "SynchronousOnlyOperation":
-                raise
+                raise Incorrect(
+                    f"`load_context({doc_id})` raised {error}: expected the prompt text of "
+                    "that document (the check made it, with its chunks, just before)."
+                ) from None
             raise Incorrect(
                 "SynchronousOnlyOperation: a query ran synchronously inside `async def`. "
                 "Reading a foreign key that was not loaded (`chunk.document.title`) runs one, "

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labkit.exercises import Exercise, Incorrect
+from labkit.steps.subject import experiment
 
 # 05.1: the request every variant departs from.
 BASE_MODEL = "gpt-4o"
@@ -31,6 +32,8 @@ STAMPEDE = 20
 DISTINCT = 5
 LATENCY_S = 0.3
 OTHER_MODEL = "gpt-4o-mini"
+OTHER_TEMPERATURE = 0.9  # a parameter the base calls leave at the default
+FAILING = 3  # concurrent calls while the LLM answers 503
 
 
 def _variants(version_bump: Callable[[], Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -141,40 +144,60 @@ def cache_key(model: str, messages: list[dict], **params) -> str:
 """,
     }
 
-    def evaluate(self, cache_key) -> str:
-        def key_of(request: dict[str, Any]) -> str:
-            merged = {"model": BASE_MODEL, "messages": BASE_MESSAGES, "params": BASE_PARAMS}
-            merged.update({k: v for k, v in request.items() if k != "before"})
-            key = cache_key(merged["model"], copy.deepcopy(merged["messages"]), **merged["params"])
+    async def evaluate(self, cache_key) -> str:
+        from labkit.steps.subject import Raised, call, run_experiment
+
+        nonce = secrets.token_hex(4)
+        base_messages = _with_nonce(BASE_MESSAGES, nonce)
+
+        def merged(request: dict[str, Any]) -> dict[str, Any]:
+            found = {"model": BASE_MODEL, "messages": base_messages, "params": BASE_PARAMS}
+            found.update({k: v for k, v in request.items() if k != "before"})
+            found["messages"] = _with_nonce(found["messages"], nonce)
+            return found
+
+        async def key_of(request: dict[str, Any]) -> str:
+            m = merged(request)
+            try:
+                if "before" in request:
+                    facts = await run_experiment(
+                        "step_05.key_after_bump",
+                        cache_key,
+                        model=m["model"],
+                        messages=m["messages"],
+                        params=m["params"],
+                    )
+                    if not isinstance(facts, dict) or not facts.get("defined"):
+                        raise Incorrect(
+                            "`KEY_VERSION` is not defined: keep the line `KEY_VERSION = 1` of "
+                            "the exercise cell and put it in the key, so that bumping it "
+                            "retires every cached answer."
+                        )
+                    key = facts.get("key")
+                else:
+                    key = await call(cache_key, m["model"], m["messages"], **m["params"])
+            except Raised as error:
+                raise Incorrect(
+                    f"`cache_key({m['model']!r}, messages, **{m['params']})` raised {error}: "
+                    "it must take any JSON-able parameters and return a str."
+                ) from None
             problem = _key_problem(key)
             if problem:
                 raise Incorrect(problem)
             return key
 
-        base = key_of({})
+        base = await key_of({})
         rows, wrong = [], []
         for what, request in _same_request_again():
-            same = key_of(request) == base
+            same = await key_of(request) == base
             rows.append(f"{'✓' if same else '✗'} {what}: {'same key' if same else 'NEW key'}")
             if not same:
                 wrong.append(f"{what} got a different key")
-        namespace = cache_key.__globals__
-        saved = namespace.get("KEY_VERSION", _MISSING)
-        try:
-            for what, request in _variants(lambda: _bump(namespace, saved)):
-                if "before" in request:
-                    request["before"]()
-                changed = key_of(request) != base
-                rows.append(
-                    f"{'✓' if changed else '✗'} {what}: {'new key' if changed else 'SAME key'}"
-                )
-                if not changed:
-                    wrong.append(f"{what} kept the same key")
-        finally:
-            if saved is _MISSING:
-                namespace.pop("KEY_VERSION", None)
-            else:
-                namespace["KEY_VERSION"] = saved
+        for what, request in _variants(lambda: None):
+            changed = await key_of(request) != base
+            rows.append(f"{'✓' if changed else '✗'} {what}: {'new key' if changed else 'SAME key'}")
+            if not changed:
+                wrong.append(f"{what} kept the same key")
         table = "\n".join(rows)
         if wrong:
             raise Incorrect(
@@ -194,13 +217,28 @@ def cache_key(model: str, messages: list[dict], **params) -> str:
 _MISSING = object()
 
 
-def _bump(namespace: dict[str, Any], saved: object) -> None:
+def _with_nonce(messages: list[dict[str, Any]], nonce: str) -> list[dict[str, Any]]:
+    """The messages with this check's nonce at the end of the last one (once)."""
+    copied = copy.deepcopy(messages)
+    last = copied[-1]
+    if not str(last.get("content", "")).endswith(f" ({nonce})"):
+        last["content"] = f"{last['content']} ({nonce})"
+    return copied
+
+
+@experiment("step_05.key_after_bump")
+async def _key_after_bump(cache_key: Any, *, model: str, messages: list, params: dict) -> Any:
+    """The learner's key for this request with KEY_VERSION bumped (then put back)."""
+    namespace = cache_key.__globals__
+    saved = namespace.get("KEY_VERSION", _MISSING)
     if saved is _MISSING:
-        raise Incorrect(
-            "`KEY_VERSION` is not defined: keep the line `KEY_VERSION = 1` of the exercise "
-            "cell and put it in the key, so that bumping it retires every cached answer."
-        )
+        return {"defined": False}
     namespace["KEY_VERSION"] = saved + 1 if isinstance(saved, int) else f"{saved}+1"
+    try:
+        key = cache_key(model, copy.deepcopy(messages), **params)
+    finally:
+        namespace["KEY_VERSION"] = saved
+    return {"defined": True, "key": key}
 
 
 class _WatchedCache:
@@ -219,6 +257,7 @@ class _WatchedCache:
         self.async_calls = 0
         self.writes = 0
         self.timeouts: list[object] = []
+        self.stored: list[str] = []  # what was written, shortened, sync or async
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._cache, name)
@@ -237,6 +276,8 @@ class _WatchedCache:
             else:
                 thread = threading.current_thread().name
                 self.sync_on_loop.append(f"llm_cache.{name}() on thread {thread}, in its loop")
+            if name in ("set", "add") and len(args) > 1:
+                self.stored.append(repr(args[1])[:80])
             return method(*args, **kwargs)
 
         return call
@@ -248,12 +289,74 @@ class _WatchedCache:
                 self.writes += 1
                 if name in ("aset", "aadd"):
                     self.timeouts.append(args[2] if len(args) > 2 else kwargs.get("timeout", ...))
+                    if len(args) > 1:
+                        self.stored.append(repr(args[1])[:80])
             return await method(*args, **kwargs)
 
         return call
 
 
+# Caches the check lends `cached_reply` as `llm_cache`, by check run: they live where the
+# learner's code runs (the kernel, or the grading sandbox), across the check's phases.
+_CHECK_CACHES: dict[str, _WatchedCache] = {}
+
+
+@experiment("step_05.cached_calls")
+async def _cached_calls(
+    cached_reply: Any, *, cache: str, calls: list[dict[str, Any]], drop: bool = False
+) -> dict[str, Any]:
+    """Run `calls` of `cached_reply` at once with the check's cache `cache` as `llm_cache`.
+
+    Facts: each call's reply or exception, and how the cache was used meanwhile.
+    """
+    if drop:
+        _CHECK_CACHES.pop(cache, None)
+        return {}
+    from django.core.cache.backends.locmem import LocMemCache
+
+    watched = _CHECK_CACHES.setdefault(cache, _WatchedCache(LocMemCache(cache, {})))
+    namespace = cached_reply.__globals__
+    saved = namespace.get("llm_cache", _MISSING)
+    marks = (len(watched.sync_on_loop), watched.writes, len(watched.timeouts), len(watched.stored))
+    namespace["llm_cache"] = watched
+    try:
+        results = await asyncio.gather(
+            *(cached_reply(c["prompt"], **c.get("kwargs", {})) for c in calls),
+            return_exceptions=True,
+        )
+    finally:
+        if saved is _MISSING:
+            namespace.pop("llm_cache", None)
+        else:
+            namespace["llm_cache"] = saved
+    return {
+        "results": [
+            {"raised": type(r).__name__, "message": str(r)[:300]}
+            if isinstance(r, BaseException)
+            else {"value": r if isinstance(r, str | int | float | None) else repr(r)[:200]}
+            for r in results
+        ],
+        "sync_on_loop": watched.sync_on_loop[marks[0] :],
+        "writes": watched.writes - marks[1],
+        "timeouts": [
+            "default" if t is ... else t if t is None or isinstance(t, int | float) else repr(t)
+            for t in watched.timeouts[marks[2] :]
+        ],
+        "stored": watched.stored[marks[3] :],
+    }
+
+
 class SingleFlightCache(Exercise):
+    """05.2: a cached reply, one upstream call per stampede, failures never kept.
+
+    A correct answer: STAMPEDE concurrent calls of a new prompt cost 1 LLM call and get one
+    reply; repeated calls cost 0; another model or another parameter (temperature) costs a
+    call of its own; different prompts run side by side; while the LLM fails (503) every
+    caller gets the exception (not "" nor an error text), nothing is stored, and the next call
+    once the LLM is healthy reaches it again. Evidence: the mock LLM's request count and
+    in-flight peak per phase; the replies and the cache's use are the experiment's facts.
+    """
+
     id = "05.2"
     title = "A cached reply with one upstream call per stampede"
     hints = [
@@ -363,6 +466,81 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
             await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
     return reply
 """,
+        "a key that drops the parameters": """
+_in_flight = {}
+
+
+async def _ask_and_store(key, model, messages, params):
+    reply = await ask_llm(model, messages, **params)
+    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
+    return reply
+
+
+async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
+    messages = messages_for(prompt)
+    key = cache_key(model, messages)
+    reply = await llm_cache.aget(key)
+    if reply is not None:
+        return reply
+    slot = (asyncio.get_running_loop(), key)
+    task = _in_flight.get(slot)
+    if task is None:
+        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
+        _in_flight[slot] = task
+        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
+    return await asyncio.shield(task)
+""",
+        "a catch-all that answers an empty reply": """
+_in_flight = {}
+
+
+async def _ask_and_store(key, model, messages, params):
+    try:
+        reply = await ask_llm(model, messages, **params)
+    except Exception:
+        return ""
+    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
+    return reply
+
+
+async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
+    messages = messages_for(prompt)
+    key = cache_key(model, messages, **params)
+    reply = await llm_cache.aget(key)
+    if reply is not None:
+        return reply
+    slot = (asyncio.get_running_loop(), key)
+    task = _in_flight.get(slot)
+    if task is None:
+        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
+        _in_flight[slot] = task
+        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
+    return await asyncio.shield(task)
+""",
+        "in-flight entry removed only on success": """
+_in_flight = {}
+
+
+async def _ask_and_store(key, model, messages, params, slot):
+    reply = await ask_llm(model, messages, **params)
+    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
+    _in_flight.pop(slot, None)
+    return reply
+
+
+async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
+    messages = messages_for(prompt)
+    key = cache_key(model, messages, **params)
+    reply = await llm_cache.aget(key)
+    if reply is not None:
+        return reply
+    slot = (asyncio.get_running_loop(), key)
+    if slot not in _in_flight:
+        _in_flight[slot] = asyncio.ensure_future(
+            _ask_and_store(key, model, messages, params, slot)
+        )
+    return await asyncio.shield(_in_flight[slot])
+""",
         "the prompt alone as the key": """
 _in_flight = {}
 
@@ -396,58 +574,71 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
 
     async def evaluate(self, cached_reply) -> str:
         from labkit.steps.probes import lab_mock, mock_settings
+        from labkit.steps.subject import is_async, run_experiment
 
-        if not inspect.iscoroutinefunction(cached_reply):
+        if not is_async(cached_reply):
             raise Incorrect(
                 "`cached_reply` is a plain `def`: declare it `async def`, so that waiting for "
                 "the LLM or the cache does not hold a thread."
             )
-        from django.core.cache.backends.locmem import LocMemCache
-
         llm = lab_mock()
         # The function gets an empty cache of the check's own as `llm_cache`: no entry of an
         # earlier run can answer, and a Redis stopped by the notebook's last cell (the grader
         # checks after it) does not matter. Which backend it is doesn't change the logic.
-        namespace = cached_reply.__globals__
-        saved = namespace.get("llm_cache", _MISSING)
-        watched = _WatchedCache(LocMemCache(f"check-05.2-{secrets.token_hex(4)}", {}))
-        namespace["llm_cache"] = watched
+        trial = _Trial(cached_reply, llm)
         try:
             with mock_settings(llm, latency_s=LATENCY_S, rpm=0, tpm=0, faults={}, fault=None):
-                return await _Trial(cached_reply, llm, watched).run()
+                return await trial.run()
         finally:
-            if saved is _MISSING:
-                namespace.pop("llm_cache", None)
-            else:
-                namespace["llm_cache"] = saved
+            await run_experiment(
+                "step_05.cached_calls", cached_reply, cache=trial.cache, calls=[], drop=True
+            )
 
 
 class _Trial:
     """The phases of the 05.2 check, each counting the calls that reached the LLM."""
 
-    def __init__(self, cached_reply: Any, llm: Any, watched: _WatchedCache) -> None:
+    def __init__(self, cached_reply: Any, llm: Any) -> None:
         self.cached_reply = cached_reply
         self.llm = llm
-        self.watched = watched
         self.tag = f"check 05.2 {secrets.token_hex(4)}"
+        self.cache = f"check-05.2-{secrets.token_hex(4)}"
+        self.sync_on_loop: list[str] = []
 
-    async def _calls(self, coros: list[Any]) -> tuple[list[Any], int, int]:
-        """Run `coros` at once: their results (or exceptions), upstream calls, in-flight peak."""
+    async def _calls(
+        self, prompts: list[str], **kwargs: Any
+    ) -> tuple[list[Any], int, int, dict[str, Any]]:
+        """Call with `prompts` at once: results (str or Raised), upstream calls, peak, facts."""
+        from labkit.steps.subject import Raised, run_experiment
+
         self.llm.reset()
-        results = await asyncio.gather(*coros, return_exceptions=True)
+        calls = [{"prompt": p, "kwargs": kwargs} for p in prompts]
+        try:
+            facts = await run_experiment(
+                "step_05.cached_calls", self.cached_reply, cache=self.cache, calls=calls
+            )
+        except Raised as error:
+            raise Incorrect(f"Calling `cached_reply` failed: {error}") from None
         stats = self.llm.stats()
-        return results, stats["requests_total"], stats["in_flight_peak"]
+        results = [
+            Raised(str(r.get("raised")), str(r.get("message", "")))
+            if isinstance(r, dict) and "raised" in r
+            else (r.get("value") if isinstance(r, dict) else None)
+            for r in facts.get("results", [])
+        ]
+        self.sync_on_loop += [str(line) for line in facts.get("sync_on_loop", [])]
+        return results, stats["requests_total"], stats["in_flight_peak"], facts
 
     async def run(self) -> str:
         prompt = f"{self.tag}: what does a cache hit cost?"
-        first, upstream, _ = await self._calls([self.cached_reply(prompt) for _ in range(STAMPEDE)])
+        first, upstream, _, facts = await self._calls([prompt] * STAMPEDE)
         reply = self._one_reply(first, f"{STAMPEDE} concurrent calls of the same prompt")
-        if self.watched.sync_on_loop:
+        if self.sync_on_loop:
             raise Incorrect(
                 "Your function called the cache's sync API on the event loop's thread. With "
                 "Redis each such call is a network round trip during which no other request "
                 "on this loop moves: use `await llm_cache.aget(...)` / `aset(...)`.",
-                evidence="\n".join(dict.fromkeys(self.watched.sync_on_loop)),
+                evidence="\n".join(dict.fromkeys(self.sync_on_loop)),
             )
         if upstream != 1:
             raise Incorrect(
@@ -455,25 +646,25 @@ class _Trial:
                 "the LLM, expected 1: each caller missed the cache before the first reply was "
                 "stored (a stampede). Let the first caller ask, and the others await its task."
             )
-        again, upstream, _ = await self._calls([self.cached_reply(prompt) for _ in range(STAMPEDE)])
+        again, upstream, _, _ = await self._calls([prompt] * STAMPEDE)
         self._one_reply(again, f"{STAMPEDE} more calls of the same prompt")
         if upstream:
             raise Incorrect(
                 f"The same prompt asked again made {upstream} more LLM calls, expected 0: "
                 "the reply was not served from the cache."
             )
-        if not self.watched.writes:
+        if not facts.get("writes"):
             raise Incorrect(
                 "The replies were not stored through `llm_cache` (no `aset` was called on it): "
                 "a dict in this process is not shared with the other workers. Store them "
                 "with `await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)`."
             )
-        if any(t is None for t in self.watched.timeouts):
+        if any(t is None for t in facts.get("timeouts", [])):
             raise Incorrect(
                 "A reply was stored with `timeout=None`, so it never expires: give it a TTL "
                 "(`timeout=REPLY_TTL_S`) so a stale answer ages out."
             )
-        other, upstream, _ = await self._calls([self.cached_reply(prompt, model=OTHER_MODEL)])
+        other, upstream, _, _ = await self._calls([prompt], model=OTHER_MODEL)
         other_reply = self._one_reply(other, f"the same prompt for {OTHER_MODEL}")
         if upstream != 1 or other_reply == reply:
             raise Incorrect(
@@ -483,8 +674,9 @@ class _Trial:
                 + ": a different model gives a different answer, so it needs its own key "
                 "(`cache_key(model, messages, **params)`)."
             )
-        distinct, upstream, peak = await self._calls(
-            [self.cached_reply(f"{self.tag}: question {i}") for i in range(DISTINCT)]
+        await self._same_prompt_other_params(prompt)
+        distinct, upstream, peak, _ = await self._calls(
+            [f"{self.tag}: question {i}" for i in range(DISTINCT)]
         )
         self._one_reply(distinct, f"{DISTINCT} different prompts", same=False)
         if upstream != DISTINCT or peak < 3:
@@ -496,48 +688,90 @@ class _Trial:
         retried = await self._after_failure()
         return (
             f"{STAMPEDE} concurrent calls of one prompt: 1 LLM call; {STAMPEDE} more: 0; "
-            f"the same prompt for {OTHER_MODEL}: 1 call and its own reply; {DISTINCT} "
-            f"different prompts: {DISTINCT} calls, {peak} in flight at once; {retried}"
+            f"the same prompt for {OTHER_MODEL}: 1 call and its own reply; with "
+            f"temperature={OTHER_TEMPERATURE}: 1 call; {DISTINCT} different prompts: "
+            f"{DISTINCT} calls, {peak} in flight at once; {retried}"
         )
 
+    async def _same_prompt_other_params(self, prompt: str) -> None:
+        what = f"the same prompt with `temperature={OTHER_TEMPERATURE}`"
+        other, upstream, _, _ = await self._calls([prompt], temperature=OTHER_TEMPERATURE)
+        self._one_reply(other, what)
+        if upstream != 1:
+            raise Incorrect(
+                f"After the calls at the default temperature, {what} made {upstream} LLM "
+                "calls, expected 1: "
+                + (
+                    "it was served the reply cached for the default temperature, so the key "
+                    "leaves the parameters out. Parameters change the answer: build the key "
+                    "with `cache_key(model, messages, **params)`."
+                    if upstream == 0
+                    else "one call for one new request."
+                )
+            )
+
     async def _after_failure(self) -> str:
+        from labkit.steps.subject import Raised
+
         prompt = f"{self.tag}: this one fails first"
         self.llm.configure(fault="503")
         try:
-            failed, _, _ = await self._calls([self.cached_reply(prompt) for _ in range(3)])
+            failed, _, _, facts = await self._calls([prompt] * FAILING)
         finally:
             self.llm.configure(fault=None)
-        healed, upstream, _ = await self._calls([self.cached_reply(prompt)])
+        stored = [str(v) for v in facts.get("stored", [])]
+        answered = [r for r in failed if not isinstance(r, Raised)]
+        healed, upstream, _, _ = await self._calls([prompt])
         answer = healed[0]
-        if isinstance(answer, BaseException):
+        if stored:
             raise Incorrect(
-                "While the LLM answered 503 your function failed, as it should; but once the "
-                f"LLM was healthy again the next call still failed, with {upstream} new LLM "
-                "calls: the failed call was kept (is its entry still in your in-flight dict?).",
-                evidence=f"{type(answer).__name__}: {answer}"[:300],
+                f"While the LLM answered 503, your function wrote {len(stored)} value(s) into "
+                f"`llm_cache` ({stored[0]}): a failure was cached as if it were the answer, "
+                f"and once the LLM was healthy the next call made {upstream} LLM calls. Store "
+                "only real replies: let the exception propagate before `aset`.",
+                evidence="stored: " + "; ".join(stored[:3]),
+            )
+        if answered:
+            raise Incorrect(
+                f"While the LLM answered 503, {len(answered)} of {len(failed)} calls returned "
+                f"{str(answered[0])[:80]!r} instead of raising: the caller cannot tell an "
+                "outage from an answer (a view would send 200 with that text). Let the "
+                "LLM's exception propagate; do not catch it in `cached_reply`.",
+            )
+        if isinstance(answer, Raised):
+            if upstream == 0:
+                raise Incorrect(
+                    "While the LLM answered 503 your calls raised, as they should; but once "
+                    "the LLM was healthy again the next call raised too, with 0 new LLM calls "
+                    "and nothing in the cache: the failed task was still found in your "
+                    "in-flight dict. Remove its entry when the task ends, failed or not "
+                    "(`task.add_done_callback(...)`, or `finally:`).",
+                    evidence=str(answer)[:300],
+                )
+            raise Incorrect(
+                f"Once the LLM was healthy again, the next call made {upstream} LLM call(s) "
+                "and still raised:",
+                evidence=str(answer)[:300],
             )
         if upstream == 0:
-            shown = failed[0] if isinstance(failed[0], str) else answer
             raise Incorrect(
-                "While the LLM answered 503 your function returned "
-                f"{str(shown)[:80]!r}; once the LLM was healthy again the next call made 0 LLM "
-                "calls and returned the same: an error was cached as if it were the answer. "
-                "Let the exception propagate and store only real replies."
+                "Once the LLM was healthy again, the next call made 0 LLM calls and returned "
+                f"{str(answer)[:80]!r}: something of the failed call was kept and served."
             )
-        errors = sum(isinstance(r, BaseException) for r in failed)
         return (
-            f"while the LLM answered 503, {errors} of {len(failed)} calls raised, nothing was "
+            f"while the LLM answered 503, all {len(failed)} calls raised, nothing was "
             "cached, and the next call reached the LLM again."
         )
 
     @staticmethod
     def _one_reply(results: list[Any], what: str, *, same: bool = True) -> str:
-        errors = [r for r in results if isinstance(r, BaseException)]
+        from labkit.steps.subject import Raised
+
+        errors = [r for r in results if isinstance(r, Raised)]
         if errors:
-            error = errors[0]
             raise Incorrect(
                 f"{what}: {len(errors)} of {len(results)} raised.",
-                evidence=f"{type(error).__name__}: {error}"[:300],
+                evidence=str(errors[0])[:300],
             )
         if not all(isinstance(r, str) and r for r in results):
             shown = next(r for r in results if not (isinstance(r, str) and r))
