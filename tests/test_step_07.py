@@ -144,3 +144,47 @@ def test_retrying_a_429_at_once_is_named():
     outcome = step_07.q2.outcome({"chat_with_deadline": view}, log=False)
     assert outcome.status is Status.INCORRECT
     assert "Retrying a 429 at once" in outcome.message and "expected at most 3" in outcome.message
+
+
+def make_per_user_limit(*, shared: bool = False):
+    """The master's fixed window; `shared` counts everybody in one window."""
+    import functools
+    import math
+    import time
+
+    from django.core.cache import cache
+
+    from labproject.ai.api import error_response
+
+    def per_user_limit(view):
+        @functools.wraps(view)
+        async def limited(request, *args, **kwargs):
+            now = time.time()
+            window = int(now // step_07.RATE_WINDOW_S)
+            user = "all" if shared else request.headers.get("X-User", "")
+            key = f"test-ratelimit:{user}:{window}"
+            await cache.aadd(key, 0, timeout=math.ceil(step_07.RATE_WINDOW_S) + 1)
+            if await cache.aincr(key) > step_07.RATE_LIMIT:
+                retry_after = max(1, math.ceil((window + 1) * step_07.RATE_WINDOW_S - now))
+                headers = {"Retry-After": str(retry_after)}
+                return error_response(429, "rate_limited", "too many.", headers)
+            return await view(request, *args, **kwargs)
+
+        return limited
+
+    return per_user_limit
+
+
+def test_a_per_user_window_passes_and_leaves_nothing_behind():
+    from labproject.ai.models import AICall
+
+    outcome = step_07.q3.outcome({"per_user_limit": make_per_user_limit()}, log=False)
+    assert outcome.status is Status.CORRECT, outcome.message
+    assert not AICall.objects.filter(endpoint__startswith="check 07.3").exists()
+    assert not [name for name in step_07._LIMITED]
+
+
+def test_one_counter_for_everybody_is_named():
+    outcome = step_07.q3.outcome({"per_user_limit": make_per_user_limit(shared=True)}, log=False)
+    assert outcome.status is Status.INCORRECT
+    assert "shared by everybody" in outcome.message

@@ -12,7 +12,6 @@ import json
 import math
 import secrets
 import time
-from collections import Counter
 from typing import Any
 
 from labkit.exercises import Exercise, Incorrect
@@ -26,6 +25,7 @@ from labkit.steps.streaming import (
     _status_line,
     _upstream_end,
 )
+from labkit.steps.subject import experiment
 
 __all__ = ["DEADLINE_S", "RATE_LIMIT", "RATE_WINDOW_S", "q1", "q2", "q3"]
 
@@ -626,7 +626,47 @@ async def _cancelled_since(llm: Any, before: int) -> float | None:
     return None
 
 
+# Views wrapped by the learner's `per_user_limit` for a check, by name, where the learner's
+# code runs (the kernel, or the grading sandbox, which serves them from its namespace).
+_LIMITED: dict[str, Any] = {}
+
+
+@experiment("step_07.limited_view")
+async def _limited_view(
+    per_user_limit: Any, *, view_name: str, endpoint: str, drop: bool = False
+) -> dict[str, Any]:
+    """Wrap a view that logs one AICall row per request (`endpoint`, the user) and name it."""
+    from labkit.exercises.namespace import user_namespace
+    from labkit.grading.servant import describe
+
+    if drop:
+        if _LIMITED.pop(view_name, None) is not None:
+            user_namespace().pop(view_name, None)
+        return {}
+    from django.http import JsonResponse
+
+    from labproject.ai.models import AICall
+
+    async def inner(request):
+        user = request.headers.get("X-User", "")
+        await AICall.objects.acreate(endpoint=endpoint, prompt=user, model="check")
+        return JsonResponse({"ok": True})
+
+    view = per_user_limit(inner)
+    _LIMITED[view_name] = view
+    user_namespace()[view_name] = view
+    return {"kind": describe(view)["kind"]}
+
+
 class PerUserLimit(Exercise):
+    """07.3: a per-user fixed-window limit, 429 with Retry-After, the view not called then.
+
+    A correct answer: BURST concurrent requests of one user give RATE_LIMIT x 200 and the rest
+    429 with Retry-After (whole seconds within the window); the wrapped view runs only for the
+    200s; another user is served meanwhile; the first user is served again after Retry-After.
+    Evidence: the check's HTTP answers, and the rows the wrapped view writes per request.
+    """
+
     id = "07.3"
     title = "A per-user rate limit with 429 and Retry-After"
     hints = [
@@ -691,44 +731,63 @@ def per_user_limit(view):
         require_django()
 
     async def evaluate(self, per_user_limit) -> str:
-        from django.http import JsonResponse
-
+        from labkit.exercises.remote import Remote
         from labkit.steps.probes import ServedView
+        from labkit.steps.subject import Raised, run_experiment
+        from labproject.ai.models import AICall
 
-        reached: Counter[str] = Counter()
-
-        async def inner(request):
-            reached[request.headers.get("X-User", "")] += 1
-            return JsonResponse({"ok": True})
-
-        view = per_user_limit(inner)
-        _require_async(view, "per_user_limit(view)")
         token = secrets.token_hex(4)
         alice, bob = f"alice-{token}", f"bob-{token}"
-        async with ServedView(view, route="chat") as served:
-            await _early_in_window()
-            burst = await asyncio.gather(
-                *(
-                    served.request("GET", "/api/chat/", headers={"X-User": alice})
-                    for _ in range(BURST)
-                )
+        name, endpoint = f"_labkit_check_07_3_{token}", f"check 07.3 {token}"
+        try:
+            facts = await run_experiment(
+                "step_07.limited_view", per_user_limit, view_name=name, endpoint=endpoint
             )
-            retry_after = self._judge_burst(burst, reached[alice])
-            other = await served.request("GET", "/api/chat/", headers={"X-User": bob})
-            if other.status_code != 200:
-                raise Incorrect(
-                    f"After {alice} used up the limit, another user's first request got "
-                    f"{other.status_code}: the limit is shared by everybody. Key the counter "
-                    "by the user."
+        except Raised as error:
+            raise Incorrect(
+                f"`per_user_limit(view)` raised {error}: it should return the view, wrapped."
+            ) from None
+        if facts.get("kind") != "async function":
+            raise Incorrect(
+                f"`per_user_limit(view)` returned {facts.get('kind', 'nothing')}, not an "
+                "`async def` view: Django would run it in a thread, and the LLM call would "
+                "hold that thread for its whole duration."
+            )
+        if isinstance(per_user_limit, Remote):
+            view: Any = Remote(name, "async function", "function", None, per_user_limit.channel)
+        else:
+            view = _LIMITED[name]
+        reached = AICall.objects.filter(endpoint=endpoint)
+        try:
+            async with ServedView(view, route="chat") as served:
+                await _early_in_window()
+                burst = await asyncio.gather(
+                    *(
+                        served.request("GET", "/api/chat/", headers={"X-User": alice})
+                        for _ in range(BURST)
+                    )
                 )
-            await asyncio.sleep(retry_after + 0.1)
-            again = await served.request("GET", "/api/chat/", headers={"X-User": alice})
-            if again.status_code != 200:
-                raise Incorrect(
-                    f"{alice} waited the {retry_after} s Retry-After asked for, then got "
-                    f"{again.status_code} again: the count never resets. Put the window in "
-                    "the key (and give it a timeout), or refill a bucket over time."
-                )
+                retry_after = self._judge_burst(burst, await reached.filter(prompt=alice).acount())
+                other = await served.request("GET", "/api/chat/", headers={"X-User": bob})
+                if other.status_code != 200:
+                    raise Incorrect(
+                        f"After {alice} used up the limit, another user's first request got "
+                        f"{other.status_code}: the limit is shared by everybody. Key the "
+                        "counter by the user."
+                    )
+                await asyncio.sleep(retry_after + 0.1)
+                again = await served.request("GET", "/api/chat/", headers={"X-User": alice})
+                if again.status_code != 200:
+                    raise Incorrect(
+                        f"{alice} waited the {retry_after} s Retry-After asked for, then got "
+                        f"{again.status_code} again: the count never resets. Put the window "
+                        "in the key (and give it a timeout), or refill a bucket over time."
+                    )
+        finally:
+            await reached.adelete()
+            await run_experiment(
+                "step_07.limited_view", per_user_limit, view_name=name, endpoint=endpoint, drop=True
+            )
         return (
             f"{BURST} requests at once from one user: {_status_line(burst)}, the view reached "
             f"{RATE_LIMIT} times; the 429s said Retry-After: {retry_after}. Another user was "
