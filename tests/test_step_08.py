@@ -11,17 +11,14 @@ from django.conf import settings
 from django.views.decorators.csrf import csrf_exempt
 
 from labkit.exercises import Status
-from labkit.singleflight import SingleFlight
 from labkit.steps import capstone as c
 from labkit.steps import step_08
 from tests.step_checks import lab_mock  # noqa: F401 - a fixture
-from tests.test_capstone import _client, make_summary
+from tests.test_capstone import _coalesced as with_singleflight
+from tests.test_capstone import _uncached as uncached
+from tests.test_capstone import make_summary
 
 pytestmark = [pytest.mark.usefixtures("lab_mock"), pytest.mark.slow]
-
-
-async def uncached(messages, *, model):
-    return await _client().chat.completions.create(model=model, messages=messages)
 
 
 def _key(model, messages) -> str:
@@ -57,23 +54,6 @@ def make_complete(*, keep_failed_entry: bool = False, remember_failure: bool = F
         return await asyncio.shield(in_flight[key])
 
     return complete
-
-
-_flights = SingleFlight()
-_answers: dict[str, object] = {}
-
-
-async def with_singleflight(messages, *, model):
-    """Correct but different: the kit's SingleFlight and a dict for a cache."""
-    key = _key(model, messages)
-    if key in _answers:
-        return _answers[key]
-
-    async def call():
-        _answers[key] = await uncached(messages, model=model)
-        return _answers[key]
-
-    return await _flights.do(key, call)
 
 
 def _retrying(attempts: int):

@@ -319,6 +319,15 @@ async def load_context(doc_id: int) -> str:
 
 
 class ReleaseBeforeLLM(Exercise):
+    """04.2: the summary view gives its database connection back before awaiting the LLM.
+
+    A correct answer: 200 with a reply for one request and for CONCURRENT requests at once;
+    while those wait on the LLM (the mock's in-flight count at its peak), at most MAX_HELD
+    database connections are open; and the LLM calls run side by side (in-flight peak at
+    least half the burst). Evidence: the check's HTTP answers, the mock's in-flight counts,
+    and the connections the database saw (labkit.steps.dbside).
+    """
+
     id = "04.2"
     title = "Give the connection back before awaiting the LLM"
     hints = [

@@ -100,6 +100,15 @@ def _key_problem(key: object) -> str | None:
 
 
 class CacheKey(Exercise):
+    """05.1: a cache key that covers the whole request, and nothing else.
+
+    A correct answer, for a request carrying a nonce chosen at check time: the same key for
+    the same request written differently (parameter order, message field order, an equal
+    copy); a new key for another model, temperature, max_tokens, system prompt, user prompt,
+    earlier turn, or KEY_VERSION; a str of at most MAX_KEY_CHARS without spaces or control
+    characters. Evidence: the keys themselves (a pure function: there is nothing else to see).
+    """
+
     id = "05.1"
     title = "A cache key for the whole request"
     hints = [
