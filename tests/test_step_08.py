@@ -132,3 +132,27 @@ def test_a_kept_failure_is_named(options, outcome_of):
     assert outcome.status is Status.INCORRECT
     assert "the failure was kept" in outcome.message and "0 LLM calls" in outcome.message
     assert "single-flight entry" in outcome.message and "stored" in outcome.message
+
+
+def test_over_budget_on_a_busy_machine_is_judged_against_the_kits_endpoint(outcome_of, monkeypatch):
+    # A budget nobody meets stands for a machine too busy to meet the real one.
+    monkeypatch.setattr(step_08, "P95_RATIO", 0.2)
+    outcome = outcome_of(make_complete())
+    assert outcome.status is Status.CORRECT, outcome.message + outcome.evidence
+    assert "the kit's uncached endpoint under the same load" in outcome.message
+
+
+def test_one_lock_for_every_prompt_misses_even_the_control(outcome_of, monkeypatch):
+    lock, answers = asyncio.Lock(), {}
+
+    async def locked(messages, *, model):
+        key = _key(model, messages)
+        async with lock:
+            if key not in answers:
+                answers[key] = await uncached(messages, model=model)
+            return answers[key]
+
+    monkeypatch.setattr(step_08, "P95_RATIO", 0.2)
+    outcome = outcome_of(locked)
+    assert outcome.status is Status.INCORRECT
+    assert "one lock" in outcome.message

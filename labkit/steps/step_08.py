@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from labkit.exercises import Exercise, Incorrect
-from labkit.steps.capstone import budget, budget_table
+from labkit.steps.capstone import P95_RATIO, budget, budget_table
 
 __all__ = ["budget", "budget_table", "q1", "q2"]
 
@@ -22,6 +22,9 @@ __all__ = ["budget", "budget_table", "q1", "q2"]
 QUICK_LATENCY_S = 0.05
 LATENCY_S, ARRIVAL_RATE, DURATION_S = 0.5, 20.0, 4
 LOAD_DOCUMENTS = 40  # two arrivals per document over the run
+# Over budget, the p95 may still be this many times that of the kit's own endpoint measured
+# under the same load in the same check (a busy machine slows both).
+CONTROL_RATIO = 1.5
 
 
 _LLM_PART = """
@@ -279,7 +282,9 @@ class CachedCompletion(Exercise):
     LLM calls; another model gets its own answer (and a call); a request that failed while the
     LLM answered 503 leaves nothing behind, so the same request once the LLM is healthy reaches
     it again and gets 200; under open-loop load over new documents, no errors and p95 within
-    P95_RATIO x latency (judged against the LLM's latency, with Little's law for the queue).
+    P95_RATIO x latency, with Little's law for the queue; when the kit's own uncached endpoint
+    misses that budget too under the same load in the same check (a busy machine), within
+    CONTROL_RATIO of its p95.
     Evidence: the check's HTTP answers and the mock's request counts.
     """
 
@@ -439,9 +444,15 @@ async def complete(messages, *, model):
                     )
                     load_calls = llm.stats()["requests_total"] - before
                     log_lines = list(s.log)
+                control = None
+                if result.p95_ms is None or result.p95_ms > P95_RATIO * LATENCY_S * 1000:
+                    # Over budget: on a busy machine the kit's own endpoint may be too. Measure
+                    # it under the same load, now, and judge the learner's p95 against it.
+                    control = await _control_p95(llm, docs[2:])
         finally:
             await c.delete_documents(docs)
-        return self._judge_load(result, load_calls, burst, log_lines, numbered) + " " + healed
+        judged = self._judge_load(result, load_calls, burst, log_lines, numbered, control)
+        return f"{judged} {healed}"
 
     @staticmethod
     async def _after_failure(s: Any, llm: Any, doc_id: int, numbered: Any) -> str:
@@ -493,17 +504,27 @@ async def complete(messages, *, model):
             )
 
     @staticmethod
-    def _judge_load(result, load_calls: int, burst, log: list[str], numbered) -> str:
-        from labkit.steps.capstone import OTHER_MODEL, P95_RATIO
+    def _judge_load(
+        result, load_calls: int, burst, log: list[str], numbered, control: float | None = None
+    ) -> str:
+        from labkit.steps.capstone import OTHER_MODEL
 
-        limit_ms = P95_RATIO * LATENCY_S * 1000
+        budget_ms = P95_RATIO * LATENCY_S * 1000
+        # The budget, or (when the kit's own endpoint missed it too, now) a margin over it.
+        limit_ms = max(budget_ms, CONTROL_RATIO * (control or 0.0))
+        seen = (
+            ""
+            if control is None
+            else f"; the kit's uncached endpoint under the same load: p95 {control:.0f} ms, so "
+            f"the limit is {limit_ms:.0f} ms"
+        )
         p95 = result.p95_ms
         waiting = (result.arrivals or {}).get("unfinished", 0)
         measured = (
             f"open loop, {ARRIVAL_RATE:g} requests/s for {DURATION_S} s over {LOAD_DOCUMENTS} "
             f"new documents, LLM latency {LATENCY_S:g} s: {result.requests} answered, p95 "
             f"{p95 or 0:.0f} ms, {result.error_rate:.0%} errors, {waiting} still waiting at the "
-            f"end, {load_calls} LLM calls"
+            f"end, {load_calls} LLM calls{seen}"
         )
         if result.requests == 0 or result.error_rate > 0:
             kinds = ", ".join(f"{k} × {n}" for k, n in result.errors_by_kind.items())
@@ -512,8 +533,8 @@ async def complete(messages, *, model):
                 "the budget allows none.",
                 evidence=f"{measured}\n" + (numbered(log) or ""),
             )
-        # Little's law: with answers within the budget, at most rate × budget are in flight.
-        in_flight_bound = ARRIVAL_RATE * P95_RATIO * LATENCY_S
+        # Little's law: with answers within the limit, at most rate × limit are in flight.
+        in_flight_bound = ARRIVAL_RATE * limit_ms / 1000
         if waiting > in_flight_bound:
             raise Incorrect(
                 f"Under load {waiting} requests were still waiting when the run ended; with "
@@ -525,17 +546,38 @@ async def complete(messages, *, model):
             )
         if p95 is None or p95 > limit_ms:
             raise Incorrect(
-                f"p95 under load is {p95 or 0:.0f} ms, over the budget of {P95_RATIO:g} × "
-                f"{LATENCY_S:g} s = {limit_ms:.0f} ms: requests queued behind each other. Is "
-                "one lock (or a blocking call) making different prompts wait in turn?",
+                f"p95 under load is {p95 or 0:.0f} ms, over the limit of {limit_ms:.0f} ms "
+                f"(the budget {P95_RATIO:g} × {LATENCY_S:g} s{seen}): requests queued behind "
+                "each other. Is one lock (or a blocking call) making different prompts wait "
+                "in turn?",
                 evidence=measured,
             )
         calls = "call" if burst.upstream == 1 else "calls"
         return (
             f"{burst.n} identical requests at once cost {burst.upstream} LLM {calls}; "
             f"`?model={OTHER_MODEL}` got its own answer; under load ({measured}) p95 stays "
-            f"within {P95_RATIO:g} × latency_s = {limit_ms:.0f} ms."
+            f"within {limit_ms:.0f} ms."
         )
+
+
+async def _control_p95(llm: Any, docs: list[Any]) -> float | None:
+    """p95 of the kit's uncached summary endpoint under 08.2's load, on the lab's mock, now."""
+    from django.test import override_settings
+
+    from labkit import reference
+    from labkit.steps import capstone as c
+
+    with override_settings(LLM_BASE_URL=llm.base_url):
+        async with c.served(reference.document_summary) as s:
+            result = await c.load(
+                s,
+                docs,
+                arrival_rate=ARRIVAL_RATE,
+                duration_s=DURATION_S,
+                latency_s=LATENCY_S,
+                label="check 08.2 control",
+            )
+    return result.p95_ms
 
 
 def _endpoint_beside(complete: Any) -> Any:
