@@ -53,7 +53,7 @@ async def ask_llm(model: str, messages: list[dict], **params) -> str:
     return completion.choices[0].message.content
 
 
-def make_cached_reply(*, key=cache_key, on_error=None, pop_on_failure=True):
+def make_cached_reply(*, key=cache_key, on_error=None, pop_on_failure=True, shield=True):
     """The master's shape; the options make it wrong in known ways."""
 
     async def ask_and_store(key_, model, messages, params, slot):
@@ -82,6 +82,8 @@ def make_cached_reply(*, key=cache_key, on_error=None, pop_on_failure=True):
             _in_flight[slot] = asyncio.ensure_future(
                 ask_and_store(k, model, messages, params, slot)
             )
+        if not shield:
+            return await _in_flight[slot]
         return await asyncio.shield(_in_flight[slot])
 
     return cached_reply
@@ -112,6 +114,7 @@ def test_right_single_flights_pass(answer):
     outcome = _outcome(answer)
     assert outcome.status is Status.CORRECT, outcome.message
     assert "temperature=0.9: 1 call" in outcome.message
+    assert "whose first caller left: 1 LLM call, not cancelled" in outcome.message
 
 
 def test_a_key_without_parameters_is_named():
@@ -157,3 +160,9 @@ def test_a_key_without_parameters_fails_05_1():
     outcome = _key_outcome(no_params)
     assert outcome.status is Status.INCORRECT
     assert "temperature 0.0 → 0.9 kept the same key" in outcome.message
+
+
+def test_a_shared_call_cancelled_with_a_leaving_caller_is_named():
+    outcome = _outcome(make_cached_reply(shield=False))
+    assert outcome.status is Status.INCORRECT
+    assert "the first caller left" in outcome.message and "asyncio.shield" in outcome.message

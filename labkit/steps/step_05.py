@@ -34,6 +34,7 @@ LATENCY_S = 0.3
 OTHER_MODEL = "gpt-4o-mini"
 OTHER_TEMPERATURE = 0.9  # a parameter the base calls leave at the default
 FAILING = 3  # concurrent calls while the LLM answers 503
+STAYING = 4  # callers who stay while another caller of the same prompt leaves
 
 
 def _variants(version_bump: Callable[[], Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -308,6 +309,7 @@ class _WatchedCache:
 # Caches the check lends `cached_reply` as `llm_cache`, by check run: they live where the
 # learner's code runs (the kernel, or the grading sandbox), across the check's phases.
 _CHECK_CACHES: dict[str, _WatchedCache] = {}
+_LEFT = object()  # the result of a caller that left before its answer came
 
 
 @experiment("step_05.cached_calls")
@@ -328,11 +330,21 @@ async def _cached_calls(
     saved = namespace.get("llm_cache", _MISSING)
     marks = (len(watched.sync_on_loop), watched.writes, len(watched.timeouts), len(watched.stored))
     namespace["llm_cache"] = watched
+
+    async def one(spec: dict[str, Any]) -> Any:
+        task = asyncio.ensure_future(cached_reply(spec["prompt"], **spec.get("kwargs", {})))
+        if spec.get("leave_after_s") is None:
+            return await task
+        # This caller goes away (its client hung up): its task is cancelled mid-call.
+        await asyncio.sleep(float(spec["leave_after_s"]))
+        task.cancel()
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return _LEFT
+
     try:
-        results = await asyncio.gather(
-            *(cached_reply(c["prompt"], **c.get("kwargs", {})) for c in calls),
-            return_exceptions=True,
-        )
+        results = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
     finally:
         if saved is _MISSING:
             namespace.pop("llm_cache", None)
@@ -340,7 +352,9 @@ async def _cached_calls(
             namespace["llm_cache"] = saved
     return {
         "results": [
-            {"raised": type(r).__name__, "message": str(r)[:300]}
+            {"left": True}
+            if r is _LEFT
+            else {"raised": type(r).__name__, "message": str(r)[:300]}
             if isinstance(r, BaseException)
             else {"value": r if isinstance(r, str | int | float | None) else repr(r)[:200]}
             for r in results
@@ -360,7 +374,8 @@ class SingleFlightCache(Exercise):
 
     A correct answer: STAMPEDE concurrent calls of a new prompt cost 1 LLM call and get one
     reply; repeated calls cost 0; another model or another parameter (temperature) costs a
-    call of its own; different prompts run side by side; while the LLM fails (503) every
+    call of its own; different prompts run side by side; a caller that leaves (cancelled)
+    does not cancel the call the others share; while the LLM fails (503) every
     caller gets the exception (not "" nor an error text), nothing is stored, and the next call
     once the LLM is healthy reaches it again. Evidence: the mock LLM's request count and
     in-flight peak per phase; the replies and the cache's use are the experiment's facts.
@@ -550,6 +565,30 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
         )
     return await asyncio.shield(_in_flight[slot])
 """,
+        "awaits the shared task without shield": """
+_in_flight = {}
+
+
+async def _ask_and_store(key, model, messages, params):
+    reply = await ask_llm(model, messages, **params)
+    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
+    return reply
+
+
+async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
+    messages = messages_for(prompt)
+    key = cache_key(model, messages, **params)
+    reply = await llm_cache.aget(key)
+    if reply is not None:
+        return reply
+    slot = (asyncio.get_running_loop(), key)
+    task = _in_flight.get(slot)
+    if task is None:
+        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
+        _in_flight[slot] = task
+        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
+    return await task
+""",
         "the prompt alone as the key": """
 _in_flight = {}
 
@@ -694,12 +733,13 @@ class _Trial:
                 f"{peak} in flight together, expected {DISTINCT} side by side: coalesce calls "
                 "per key, not with one lock for everything."
             )
+        left = await self._caller_leaves()
         retried = await self._after_failure()
         return (
             f"{STAMPEDE} concurrent calls of one prompt: 1 LLM call; {STAMPEDE} more: 0; "
             f"the same prompt for {OTHER_MODEL}: 1 call and its own reply; with "
             f"temperature={OTHER_TEMPERATURE}: 1 call; {DISTINCT} different prompts: "
-            f"{DISTINCT} calls, {peak} in flight at once; {retried}"
+            f"{DISTINCT} calls, {peak} in flight at once; {left} And {retried}"
         )
 
     async def _same_prompt_other_params(self, prompt: str) -> None:
@@ -718,6 +758,44 @@ class _Trial:
                     else "one call for one new request."
                 )
             )
+
+    async def _caller_leaves(self) -> str:
+        """STAYING + 1 callers of a new prompt; the first leaves a third into the LLM call."""
+        from labkit.steps.subject import run_experiment
+
+        prompt = f"{self.tag}: one caller leaves"
+        leave_s = LATENCY_S / 3
+        calls = [{"prompt": prompt, "leave_after_s": leave_s}]
+        calls += [{"prompt": prompt}] * STAYING
+        self.llm.reset()
+        facts = await run_experiment(
+            "step_05.cached_calls", self.cached_reply, cache=self.cache, calls=calls
+        )
+        stats = self.llm.stats()
+        results = facts.get("results", [])[1:]
+        raised = [r for r in results if not isinstance(r, dict) or "value" not in r]
+        if raised or stats["cancelled_total"]:
+            shown = raised[0] if raised else {}
+            error = str(shown.get("raised", "no reply")) if isinstance(shown, dict) else "?"
+            raise Incorrect(
+                f"{STAYING + 1} concurrent calls of a new prompt; the first caller left "
+                f"{leave_s:.1f} s in (cancelled, as when its client hangs up). The mock counted "
+                f"{stats['cancelled_total']} cancelled LLM call(s), and {len(raised)} of the "
+                f"{STAYING} callers who stayed got no reply ({error}), expected 0 and 0: the "
+                "call they all shared was cancelled with the caller who left. Await the task "
+                "through `asyncio.shield(task)`: a caller that leaves stops waiting, the call "
+                "goes on for the others."
+            )
+        calls_made = stats["requests_total"]
+        if calls_made != 1:
+            raise Incorrect(
+                f"{STAYING + 1} concurrent calls of a new prompt, the first of which left, "
+                f"made {calls_made} LLM calls, expected 1."
+            )
+        return (
+            f"{STAYING + 1} concurrent calls of a new prompt whose first caller left: 1 LLM "
+            f"call, not cancelled, and all {STAYING} others got the reply."
+        )
 
     async def _after_failure(self) -> str:
         from labkit.steps.subject import Raised
