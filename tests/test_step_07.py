@@ -96,7 +96,7 @@ def test_a_stream_read_by_a_background_task_is_named():
     assert "background task" in outcome.message
 
 
-def make_deadline_view(*, retry_at_once: bool = False):
+def make_deadline_view(*, retry_at_once: bool = False, per_attempt: bool = False):
     from labproject.ai.api import read_prompt
     from labproject.ai.llm import CallRecord, LLMFailure, failure_from, messages_for
     from labproject.ai.models import AICall
@@ -117,8 +117,14 @@ def make_deadline_view(*, retry_at_once: bool = False):
         prompt = read_prompt(request)
         record = CallRecord(endpoint="chat", prompt=prompt)
         try:
-            async with asyncio.timeout(step_07.DEADLINE_S):
-                completion = await create(prompt)
+            if per_attempt:  # the SDK's timeout only: retries and their waits are unbounded
+                client = get_client().with_options(timeout=step_07.DEADLINE_S)
+                completion = await client.chat.completions.create(
+                    model=settings.LLM_MODEL, messages=messages_for(prompt)
+                )
+            else:
+                async with asyncio.timeout(step_07.DEADLINE_S):
+                    completion = await create(prompt)
         except TimeoutError:
             failure = LLMFailure(504, "llm_timeout", "no answer in time.")
         except openai.OpenAIError as exc:
@@ -144,6 +150,13 @@ def test_retrying_a_429_at_once_is_named():
     outcome = step_07.q2.outcome({"chat_with_deadline": view}, log=False)
     assert outcome.status is Status.INCORRECT
     assert "Retrying a 429 at once" in outcome.message and "expected at most 3" in outcome.message
+
+
+def test_a_per_attempt_timeout_is_named_under_a_429():
+    view = make_deadline_view(per_attempt=True)
+    outcome = step_07.q2.outcome({"chat_with_deadline": view}, log=False)
+    assert outcome.status is Status.INCORRECT
+    assert "per-attempt `timeout=` does not cover those waits" in outcome.message
 
 
 def make_per_user_limit(*, shared: bool = False):

@@ -530,7 +530,9 @@ async def chat_with_deadline(request):
         except Exception:  # httpx2's ReadTimeout: no answer at all
             raise Incorrect(
                 f"While the LLM answered 429 (Retry-After: 60), no answer came within "
-                f"{GIVE_UP_S:g} s: nothing enforces the deadline of {DEADLINE_S:g} s."
+                f"{GIVE_UP_S:g} s: nothing bounds the whole call to {DEADLINE_S:g} s. The "
+                "SDK waits Retry-After between its retries, and a per-attempt `timeout=` does "
+                "not cover those waits: bound the whole call with `asyncio.timeout(DEADLINE_S)`."
             ) from None
         took = time.perf_counter() - started
         calls = llm.stats()["requests_total"] - before
