@@ -237,6 +237,41 @@ async def _key_after_bump(cache_key: Any, *, model: str, messages: list, params:
     return {"defined": True, "key": key}
 
 
+_FLIGHT = """
+_in_flight = {}
+
+
+async def _ask_and_store(key, model, messages, params):
+    reply = await ask_llm(model, messages, **params)
+    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
+    return reply
+
+
+async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
+    messages = messages_for(prompt)
+    key = cache_key(model, messages, **params)
+    reply = await llm_cache.aget(key)
+    if reply is not None:
+        return reply
+    slot = (asyncio.get_running_loop(), key)
+    task = _in_flight.get(slot)
+    if task is None:
+        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
+        _in_flight[slot] = task
+        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
+    return await asyncio.shield(task)
+"""
+_ASK = "    reply = await ask_llm(model, messages, **params)\n"
+_KEY = "    key = cache_key(model, messages, **params)\n"
+
+
+def _flight_with(old: str, new: str) -> str:
+    """The master's single flight (05.2) with one piece of it changed."""
+    if old not in _FLIGHT:
+        raise ValueError(f"not in the 05.2 master: {old!r}")
+    return _FLIGHT.replace(old, new)
+
+
 class SingleFlightCache(Exercise):
     """05.2: a cached reply, one upstream call per stampede, failures never kept.
 
@@ -296,33 +331,13 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
         task.add_done_callback(lambda _: _in_flight.pop(slot, None))
     return await asyncio.shield(task)
 """,
-        "an error text cached as the reply": """
-_in_flight = {}
-
-
-async def _ask_and_store(key, model, messages, params):
-    try:
-        reply = await ask_llm(model, messages, **params)
-    except openai.OpenAIError:
-        reply = "Sorry, the assistant is unavailable right now."
-    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
-    return reply
-
-
-async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
-    messages = messages_for(prompt)
-    key = cache_key(model, messages, **params)
-    reply = await llm_cache.aget(key)
-    if reply is not None:
-        return reply
-    slot = (asyncio.get_running_loop(), key)
-    task = _in_flight.get(slot)
-    if task is None:
-        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
-        _in_flight[slot] = task
-        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
-    return await asyncio.shield(task)
-""",
+        "an error text cached as the reply": _flight_with(
+            _ASK,
+            "    try:\n"
+            "        reply = await ask_llm(model, messages, **params)\n"
+            "    except openai.OpenAIError:\n"
+            '        reply = "Sorry, the assistant is unavailable right now."\n',
+        ),
         "in-flight entries never removed": """
 _in_flight = {}
 
@@ -358,57 +373,16 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
             await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
     return reply
 """,
-        "a key that drops the parameters": """
-_in_flight = {}
-
-
-async def _ask_and_store(key, model, messages, params):
-    reply = await ask_llm(model, messages, **params)
-    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
-    return reply
-
-
-async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
-    messages = messages_for(prompt)
-    key = cache_key(model, messages)
-    reply = await llm_cache.aget(key)
-    if reply is not None:
-        return reply
-    slot = (asyncio.get_running_loop(), key)
-    task = _in_flight.get(slot)
-    if task is None:
-        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
-        _in_flight[slot] = task
-        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
-    return await asyncio.shield(task)
-""",
-        "a catch-all that answers an empty reply": """
-_in_flight = {}
-
-
-async def _ask_and_store(key, model, messages, params):
-    try:
-        reply = await ask_llm(model, messages, **params)
-    except Exception:
-        return ""
-    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
-    return reply
-
-
-async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
-    messages = messages_for(prompt)
-    key = cache_key(model, messages, **params)
-    reply = await llm_cache.aget(key)
-    if reply is not None:
-        return reply
-    slot = (asyncio.get_running_loop(), key)
-    task = _in_flight.get(slot)
-    if task is None:
-        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
-        _in_flight[slot] = task
-        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
-    return await asyncio.shield(task)
-""",
+        "a key that drops the parameters": _flight_with(
+            _KEY, "    key = cache_key(model, messages)\n"
+        ),
+        "a catch-all that answers an empty reply": _flight_with(
+            _ASK,
+            "    try:\n"
+            "        reply = await ask_llm(model, messages, **params)\n"
+            "    except Exception:\n"
+            '        return ""\n',
+        ),
         "in-flight entry removed only on success": """
 _in_flight = {}
 
@@ -433,54 +407,12 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
         )
     return await asyncio.shield(_in_flight[slot])
 """,
-        "awaits the shared task without shield": """
-_in_flight = {}
-
-
-async def _ask_and_store(key, model, messages, params):
-    reply = await ask_llm(model, messages, **params)
-    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
-    return reply
-
-
-async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
-    messages = messages_for(prompt)
-    key = cache_key(model, messages, **params)
-    reply = await llm_cache.aget(key)
-    if reply is not None:
-        return reply
-    slot = (asyncio.get_running_loop(), key)
-    task = _in_flight.get(slot)
-    if task is None:
-        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
-        _in_flight[slot] = task
-        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
-    return await task
-""",
-        "the prompt alone as the key": """
-_in_flight = {}
-
-
-async def _ask_and_store(key, model, messages, params):
-    reply = await ask_llm(model, messages, **params)
-    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
-    return reply
-
-
-async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
-    messages = messages_for(prompt)
-    key = f"ai:{hashlib.sha256(prompt.encode()).hexdigest()[:16]}"
-    reply = await llm_cache.aget(key)
-    if reply is not None:
-        return reply
-    slot = (asyncio.get_running_loop(), key)
-    task = _in_flight.get(slot)
-    if task is None:
-        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
-        _in_flight[slot] = task
-        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
-    return await asyncio.shield(task)
-""",
+        "awaits the shared task without shield": _flight_with(
+            "return await asyncio.shield(task)", "return await task"
+        ),
+        "the prompt alone as the key": _flight_with(
+            _KEY, '    key = f"ai:{hashlib.sha256(prompt.encode()).hexdigest()[:16]}"\n'
+        ),
     }
 
     def prepare(self) -> None:
