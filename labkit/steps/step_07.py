@@ -333,6 +333,47 @@ async def stream_chat(request):
         )
 
 
+def _retrying_in_deadline(loop: str, on_429: str, note: str = "") -> str:
+    """A 07.2 view that retries the LLM call itself, inside the deadline (a wrong answer)."""
+    return (
+        _DEADLINE_HEAD
+        + f"    client = get_client().with_options(max_retries=0){note}\n"
+        + "    try:\n"
+        + "        async with asyncio.timeout(DEADLINE_S):\n"
+        + loop
+        + "                try:\n"
+        + "                    completion = await client.chat.completions.create(\n"
+        + "                        model=settings.LLM_MODEL, messages=messages_for(prompt)\n"
+        + "                    )\n"
+        + "                    break\n"
+        + "                except openai.RateLimitError:\n"
+        + on_429
+        + _DEADLINE_TAIL
+    )
+
+
+_DEADLINE_HEAD = """
+@csrf_exempt
+async def chat_with_deadline(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    record = CallRecord(endpoint="chat", prompt=prompt)
+"""
+_DEADLINE_TAIL = """    except TimeoutError:
+        failure = LLMFailure(504, "llm_timeout", f"no answer within {DEADLINE_S:g} s.")
+    except openai.OpenAIError as exc:
+        failure = failure_from(exc)
+    else:
+        record.succeeded(completion)
+        await AICall.objects.acreate(**record.fields())
+        return record.response()
+    await AICall.objects.acreate(**record.failed(failure).fields())
+    return failure.response()
+"""
+
+
 class Deadline(Exercise):
     """07.2: one total deadline for the LLM call, retries included, that cancels it.
 
@@ -357,68 +398,17 @@ class Deadline(Exercise):
         "cancelled: the thread keeps talking to the LLM after you answered 504.",
     ]
     wrong_answers = {
-        "retries a 429 at once until the deadline": """
-@csrf_exempt
-async def chat_with_deadline(request):
-    try:
-        prompt = read_prompt(request)
-    except ApiError as error:
-        return error.response()
-    record = CallRecord(endpoint="chat", prompt=prompt)
-    client = get_client().with_options(max_retries=0)  # the retries are ours
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            while True:
-                try:
-                    completion = await client.chat.completions.create(
-                        model=settings.LLM_MODEL, messages=messages_for(prompt)
-                    )
-                    break
-                except openai.RateLimitError:
-                    continue  # try again at once: the deadline bounds it
-    except TimeoutError:
-        failure = LLMFailure(504, "llm_timeout", f"no answer within {DEADLINE_S:g} s.")
-    except openai.OpenAIError as exc:
-        failure = failure_from(exc)
-    else:
-        record.succeeded(completion)
-        await AICall.objects.acreate(**record.fields())
-        return record.response()
-    await AICall.objects.acreate(**record.failed(failure).fields())
-    return failure.response()
-""",
-        "twenty quick attempts inside the deadline": """
-@csrf_exempt
-async def chat_with_deadline(request):
-    try:
-        prompt = read_prompt(request)
-    except ApiError as error:
-        return error.response()
-    record = CallRecord(endpoint="chat", prompt=prompt)
-    client = get_client().with_options(max_retries=0)
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            for attempt in range(20):
-                try:
-                    completion = await client.chat.completions.create(
-                        model=settings.LLM_MODEL, messages=messages_for(prompt)
-                    )
-                    break
-                except openai.RateLimitError:
-                    if attempt == 19:
-                        raise
-                    await asyncio.sleep(0.01)
-    except TimeoutError:
-        failure = LLMFailure(504, "llm_timeout", f"no answer within {DEADLINE_S:g} s.")
-    except openai.OpenAIError as exc:
-        failure = failure_from(exc)
-    else:
-        record.succeeded(completion)
-        await AICall.objects.acreate(**record.fields())
-        return record.response()
-    await AICall.objects.acreate(**record.failed(failure).fields())
-    return failure.response()
-""",
+        "retries a 429 at once until the deadline": _retrying_in_deadline(
+            "            while True:\n",
+            "                    continue  # try again at once: the deadline bounds it\n",
+            note="  # the retries are ours",
+        ),
+        "twenty quick attempts inside the deadline": _retrying_in_deadline(
+            "            for attempt in range(20):\n",
+            "                    if attempt == 19:\n"
+            "                        raise\n"
+            "                    await asyncio.sleep(0.01)\n",
+        ),
         "the SDK's per-attempt timeout, multiplied by retries": """
 @csrf_exempt
 async def chat_with_deadline(request):
