@@ -99,3 +99,23 @@ def test_fresh_documents_disagree_between_ids_and_positions():
 
     positions = asyncio.run(run())
     assert sorted(positions) == list(range(5)) and positions != sorted(positions)
+
+
+_shared: list[str] = []
+
+
+async def shared_lines(doc_id: int) -> str:
+    """Keeps its lines in a module-level list: right alone, wrong for two calls at once."""
+    import asyncio
+
+    _shared.clear()
+    rows = [f"[{t} §{p}] {x}" async for t, p, x in _rows(doc_id)]
+    _shared.extend(rows)
+    await asyncio.sleep(0.05)  # anything awaited here lets another call add its lines
+    return _prompt(_shared)
+
+
+def test_lines_shared_between_calls_are_named():
+    outcome = step_04.q1.outcome({"load_context": shared_lines}, log=False)
+    assert outcome.status is Status.INCORRECT
+    assert "at once" in outcome.message and "module-level" in outcome.message

@@ -163,8 +163,8 @@ class LoadContext(Exercise):
 
     A correct answer, for documents made at check time whose chunks were inserted out of
     position order: the starter's exact text, lines in position order (not id order), in at
-    most MAX_QUERIES queries whatever the number of chunks; the same text when asked again
-    (it is a pure read); no sync ORM inside `async def` (SynchronousOnlyOperation).
+    most MAX_QUERIES queries whatever the number of chunks; the same text when asked again or
+    for several documents at once (it is a pure read); no sync ORM inside `async def`.
     Evidence: the text compared with the database's own rendering, and the queries the
     database saw (labkit.steps.dbside).
     """
@@ -255,6 +255,16 @@ async def load_context(doc_id: int) -> str:
                 self._judge_text(got, want, doc_id, n_chunks)
                 expect_queries(log, at_most=MAX_QUERIES)
                 counts.append(log.n_queries)
+            together = await asyncio.gather(*(self._call(load_context, d) for d in ids))
+            for doc_id, got in zip(ids, together, strict=True):
+                if got != await expected_context(doc_id):
+                    raise Incorrect(
+                        f"Called for {len(ids)} documents at once, `load_context({doc_id})` "
+                        "returned other text than when called alone: the calls shared "
+                        "something (a module-level list or variable). Keep each call's lines "
+                        "in a local variable.",
+                        evidence=_first_difference(str(got), await expected_context(doc_id)),
+                    )
             again = await self._call(load_context, ids[0])
             if again != await expected_context(ids[0]):
                 raise Incorrect(
