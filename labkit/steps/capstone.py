@@ -35,6 +35,9 @@ CHUNKS = 6  # per fresh document, positions 0..5
 # message) cites them: 2 and 5 exist, 9 does not in a fresh document but does in the corpus.
 PLANTED = (2, 5, 9)
 FAULT_TIMEOUT_S = 1.0  # the client's budget while the LLM hangs
+# LLM calls one request may make while the LLM fails, with the SDK's retries off: the call,
+# and at most one retry of the view's own. Five quick retries hammer a provider that is down.
+MAX_FAULT_CALLS = 2
 _MARKER = re.compile(r"\[§(\d+)\]")
 
 
@@ -93,54 +96,40 @@ async def delete_documents(docs: Sequence[Doc]) -> None:
 
 @dataclass
 class Served:
-    """A view behind the summary route: its URL, an HTTP client, Django's log, query logs."""
+    """A view behind the summary route: its URL, an HTTP client, and Django's log."""
 
     url: str
     http: Any
     log: list[str]
-    queries: list[Any]
+    view: Any = None  # the ServedView (labkit.steps.probes) that serves it
 
     async def get(self, doc_id: int, **params: str) -> Any:
-        return await self.http.get(PATH.format(id=doc_id), params=params or None)
+        path = PATH.format(id=doc_id)
+        if self.view is None:
+            return await self.http.get(path, params=params or None)
+        return await self.view.request("GET", path, params=params or None)
 
 
 @asynccontextmanager
 async def served(view: Callable[..., Any]) -> AsyncIterator[Served]:
-    """Serve `view` behind /api/documents/<id>/summary/ on a fresh in-kernel uvicorn.
+    """Serve `view` behind /api/documents/<id>/summary/ on a fresh uvicorn, for real.
 
-    Each request's queries land in `queries` (the kit's async-safe counter), and what Django
-    logs about failed requests in `log`, one line each, instead of tracebacks in the cell.
+    What Django logs about failed requests lands in `log`, one line each, instead of
+    tracebacks in the cell. The view may be the kernel's or a grading sandbox's.
     """
-    import httpx2
+    from labkit.steps.probes import ServedView
 
-    from labkit.queries import track_requests
-    from labkit.servers import ASGIServer
-    from labkit.steps.probes import django_log
-    from labproject import routes
-    from labproject.asgi import application
-
-    queries: list[Any] = []
-    with routes.override(ROUTE, view), django_log() as log:
-        with ASGIServer(track_requests(application, queries), name="capstone") as server:
-            async with httpx2.AsyncClient(
-                base_url=server.url,
-                timeout=60,
-                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=200),
-            ) as http:
-                yield Served(server.url, http, log, queries)
+    async with ServedView(view, route=ROUTE) as server:
+        yield Served(server.server.url, server.http, server.log, server)
 
 
 async def one_summary(s: Served, doc: Doc, **params: str) -> tuple[Any, Any]:
-    """GET one summary; return the response and the QueryLog of that request."""
-    from labkit.queries import QueryLog
+    """GET one summary; return the response and the queries the database saw meanwhile."""
+    from labkit.steps.dbside import queries_seen
 
-    seen = len(s.queries)
-    response = await s.get(doc.id, **params)
-    # The log is appended once the app returns, a moment after the client has the body.
-    deadline = time.monotonic() + 2
-    while len(s.queries) <= seen and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    return response, (s.queries[seen] if len(s.queries) > seen else QueryLog())
+    async with queries_seen(f"summary of document {doc.id}") as log:
+        response = await s.get(doc.id, **params)
+    return response, log
 
 
 def reads(log: Any) -> list[str]:
@@ -227,6 +216,7 @@ class FaultResult:
     error_code: str | None
     logged: int  # failed AICall rows the request added
     problem: str  # empty when the answer meets the spec
+    calls: int = 0  # LLM calls the request made (the mock's count)
 
 
 # name, mock settings, statuses that are right. 500/503: the provider is down for a moment,
@@ -257,11 +247,14 @@ async def fault_matrix(view: Callable[..., Any], llm: Any) -> list[FaultResult]:
                     # A quick answer otherwise: only the fault may decide the outcome.
                     with mock_settings(llm, latency_s=FAULT_TIMEOUT_S / 10, **changes):
                         before = await _last_call_id()
+                        calls = llm.stats()["requests_total"]
                         response = await s.get(doc.id)
                         if response.status_code == 200 and "rpm" in changes:
-                            response = await s.get(docs[-1].id)  # the first used the quota
+                            calls = llm.stats()["requests_total"]  # the first used the quota
+                            response = await s.get(docs[-1].id)
+                        calls = llm.stats()["requests_total"] - calls
                         logged = await _failed_since(before)
-                    results.append(_judge_fault(name, expected, response, logged, s.log))
+                    results.append(_judge_fault(name, expected, response, logged, s.log, calls))
     finally:
         await delete_documents(docs)
     return results
@@ -282,7 +275,7 @@ async def _failed_since(last_id: int) -> int:
 
 
 def _judge_fault(
-    name: str, expected: tuple[int, ...], response: Any, logged: int, log: list[str]
+    name: str, expected: tuple[int, ...], response: Any, logged: int, log: list[str], calls: int
 ) -> FaultResult:
     status = response.status_code
     retry_after = response.headers.get("retry-after")
@@ -302,17 +295,25 @@ def _judge_fault(
         problem = "no failed AICall row was logged"
     else:
         problem = ""
-    return FaultResult(name, expected, status, retry_after, code, logged, problem)
+    if calls > MAX_FAULT_CALLS:
+        # Judged whatever the answer: retrying without back-off is wrong even if it ends well.
+        problem = (
+            f"{calls} LLM calls for one request, expected at most {MAX_FAULT_CALLS} (retries "
+            "at once, without back-off)" + (f"; also {problem}" if problem else "")
+        )
+    return FaultResult(name, expected, status, retry_after, code, logged, problem, calls)
 
 
 def fault_table(results: Sequence[FaultResult]) -> str:
     """The fault results as a plain text table, for evidence."""
-    lines = [f"{'fault':22} {'expected':9} {'got':4} {'Retry-After':12} {'logged':7} verdict"]
+    lines = [
+        f"{'fault':22} {'expected':9} {'got':4} {'Retry-After':12} {'logged':7} {'calls':6} verdict"
+    ]
     for r in results:
         want = "/".join(map(str, r.expected))
         lines.append(
             f"{r.fault:22} {want:9} {r.status:<4} {r.retry_after or '-':12} {r.logged:<7} "
-            f"{r.problem or 'ok'}"
+            f"{r.calls:<6} {r.problem or 'ok'}"
         )
     return "\n".join(lines)
 

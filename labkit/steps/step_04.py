@@ -10,21 +10,18 @@ The database instruments the notebook uses (`labkit.databases`) come from `labki
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from labkit.databases import (
-    connection_peak,
-)
 from labkit.exercises import Exercise, Incorrect, expect_queries
 
 __all__ = ["expected_context", "q1", "q2", "summary_burst"]
 
-# 04.1: documents the check loads, and the query budget (prefetch_related needs 2).
-DOCUMENTS = (3, 17)
+# 04.1: documents made at check time (chunk counts), and the query budget (prefetch_related
+# needs 2). Their chunks are inserted out of position order, so ids and positions disagree.
+FRESH_CHUNKS = (7, 3)
 MAX_QUERIES = 2
 # 04.2: concurrent requests, the LLM's answer time, and how many connections may stay held
 # while the requests wait on the LLM (a view that keeps its connection holds one each).
@@ -44,6 +41,39 @@ async def expected_context(doc_id: int) -> str:
     )
     lines = [f"[{title} §{position}] {text}" async for title, position, text in rows]
     return f"{SUMMARY_INSTRUCTION}\n\n" + "\n".join(lines)
+
+
+async def fresh_documents(sizes: tuple[int, ...]) -> list[int]:
+    """Documents no answer has seen, their chunks inserted in a shuffled position order."""
+    import random
+    import secrets
+
+    from labproject.ai.models import Chunk, Document
+
+    tag = secrets.token_hex(3)
+    made = await Document.objects.abulk_create(
+        [Document(title=f"Check 04.1 {tag}-{i}") for i in range(len(sizes))]
+    )
+    for i, (document, n) in enumerate(zip(made, sizes, strict=True)):
+        order = list(range(n))
+        while n > 1 and order == sorted(order):
+            random.shuffle(order)
+        # One insert per chunk, in that order: ids grow in insertion order, not by position.
+        for position in order:
+            await Chunk.objects.acreate(
+                document=document, position=position, text=f"note {tag}-{i}.{position}"
+            )
+    return [d.id for d in made]
+
+
+async def delete_documents(ids: list[int]) -> None:
+    from labproject.ai.models import Document
+
+    await Document.objects.filter(id__in=ids).adelete()
+
+
+def _same_lines_reordered(got: str, want: str) -> bool:
+    return got != want and sorted(got.splitlines()) == sorted(want.splitlines())
 
 
 def _first_difference(got: str, want: str) -> str:
@@ -93,10 +123,12 @@ async def summary_burst(url: str, n: int, *, llm: Any) -> SummaryBurst:
     """
     import httpx2
 
+    from labkit.steps.dbside import connections_seen
+
     llm.reset()
     limits = httpx2.Limits(max_connections=n, max_keepalive_connections=n)
     async with httpx2.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        with connection_peak() as held:
+        with connections_seen() as held:
             started = time.perf_counter()
             task = asyncio.ensure_future(
                 asyncio.gather(
@@ -127,6 +159,16 @@ async def summary_burst(url: str, n: int, *, llm: Any) -> SummaryBurst:
 
 
 class LoadContext(Exercise):
+    """04.1: the summary prompt of a document, in at most two queries.
+
+    A correct answer, for documents made at check time whose chunks were inserted out of
+    position order: the starter's exact text, lines in position order (not id order), in at
+    most MAX_QUERIES queries whatever the number of chunks; the same text when asked again or
+    for several documents at once (it is a pure read); no sync ORM inside `async def`.
+    Evidence: the text compared with the database's own rendering, and the queries the
+    database saw (labkit.steps.dbside).
+    """
+
     id = "04.1"
     title = "The LLM's context in at most two queries"
     hints = [
@@ -136,9 +178,26 @@ class LoadContext(Exercise):
         "Read it with `async for` (a plain `for` over a queryset raises "
         "SynchronousOnlyOperation in `async def`): `[... async for chunk in queryset]`.",
         'Then build the text as the starter does: `f"{SUMMARY_INSTRUCTION}\\n\\n" + '
-        '"\\n".join(lines)`, one line `f"[{title} §{position}] {text}"` per chunk.',
+        '"\\n".join(lines)`, one line `f"[{title} §{position}] {text}"` per chunk, in '
+        'position order (the model\'s default ordering; `order_by("id")` is insertion order).',
     ]
     wrong_answers = {
+        "chunks in id order, not position order": """
+async def load_context(doc_id: int) -> str:
+    rows = (
+        Chunk.objects.filter(document_id=doc_id)
+        .order_by("id")
+        .values_list("document__title", "position", "text")
+    )
+    lines = [f"[{title} §{position}] {text}" async for title, position, text in rows]
+    return f"{SUMMARY_INSTRUCTION}\\n\\n" + "\\n".join(lines)
+""",
+        "select_related, ordered by primary key": """
+async def load_context(doc_id: int) -> str:
+    chunks = Chunk.objects.filter(document_id=doc_id).select_related("document").order_by("pk")
+    lines = [f"[{c.document.title} §{c.position}] {c.text}" async for c in chunks]
+    return f"{SUMMARY_INSTRUCTION}\\n\\n" + "\\n".join(lines)
+""",
         "a query per chunk for its document": """
 async def load_context(doc_id: int) -> str:
     lines = []
@@ -178,57 +237,107 @@ async def load_context(doc_id: int) -> str:
         require_django()
 
     async def evaluate(self, load_context) -> str:
-        from labkit.queries import count_queries
+        from labkit.steps.dbside import queries_seen
+        from labkit.steps.subject import is_async
 
-        if not inspect.iscoroutinefunction(load_context):
+        if not is_async(load_context):
             raise Incorrect(
                 "`load_context` is a plain `def`: an async view awaits it, so declare it "
                 "`async def` and use the async ORM (`async for`, `aget`)."
             )
-        counts = []
-        for doc_id in DOCUMENTS:
-            want = await expected_context(doc_id)
-            async with count_queries(f"load_context({doc_id})") as log:
-                got = await self._call(load_context, doc_id)
-            if not isinstance(got, str):
+        ids = await fresh_documents(FRESH_CHUNKS)
+        try:
+            counts = []
+            for doc_id, n_chunks in zip(ids, FRESH_CHUNKS, strict=True):
+                want = await expected_context(doc_id)
+                async with queries_seen(f"load_context({doc_id})") as log:
+                    got = await self._call(load_context, doc_id)
+                self._judge_text(got, want, doc_id, n_chunks)
+                expect_queries(log, at_most=MAX_QUERIES)
+                counts.append(log.n_queries)
+            together = await asyncio.gather(*(self._call(load_context, d) for d in ids))
+            for doc_id, got in zip(ids, together, strict=True):
+                if got != await expected_context(doc_id):
+                    raise Incorrect(
+                        f"Called for {len(ids)} documents at once, `load_context({doc_id})` "
+                        "returned other text than when called alone: the calls shared "
+                        "something (a module-level list or variable). Keep each call's lines "
+                        "in a local variable.",
+                        evidence=_first_difference(str(got), await expected_context(doc_id)),
+                    )
+            again = await self._call(load_context, ids[0])
+            if again != await expected_context(ids[0]):
                 raise Incorrect(
-                    f"`load_context({doc_id})` returned {type(got).__name__}, expected the "
-                    "prompt text (a str)."
+                    f"`load_context({ids[0]})` asked a second time returned other text than the "
+                    "first time (expected the same prompt: nothing changed in the database). "
+                    "Is something kept between calls (a module-level list, a cache)?",
+                    evidence=_first_difference(str(again), await expected_context(ids[0])),
                 )
-            if got != want:
-                raise Incorrect(
-                    f"`load_context({doc_id})` returned other text than the summary prompt "
-                    "the starter builds (the instruction, a blank line, then one "
-                    "`[title §position] text` line per chunk, in order). First difference:",
-                    evidence=_first_difference(got, want),
-                )
-            expect_queries(log, at_most=MAX_QUERIES)
-            counts.append(log.n_queries)
-        shown = ", ".join(f"document {d}: {n}" for d, n in zip(DOCUMENTS, counts, strict=True))
+        finally:
+            await delete_documents(ids)
+        shown = ", ".join(f"{n} chunks: {q}" for n, q in zip(FRESH_CHUNKS, counts, strict=True))
         return (
-            f"The right prompt, in {max(counts)} "
-            f"{'query' if max(counts) == 1 else 'queries'} per document ({shown}; "
-            f"at most {MAX_QUERIES} allowed), whatever the number of chunks."
+            f"The right prompt for {len(ids)} new documents whose chunks were inserted out of "
+            f"order, in {max(counts)} {'query' if max(counts) == 1 else 'queries'} per document "
+            f"({shown}; at most {MAX_QUERIES} allowed), whatever the number of chunks."
         )
 
     @staticmethod
+    def _judge_text(got: Any, want: str, doc_id: int, n_chunks: int) -> None:
+        if not isinstance(got, str):
+            shown = got.get("__type__") if isinstance(got, dict) else type(got).__name__
+            raise Incorrect(
+                f"`load_context({doc_id})` returned {shown}, expected the prompt text (a str)."
+            )
+        if _same_lines_reordered(got, want):
+            raise Incorrect(
+                f"`load_context({doc_id})` has the right lines in the wrong order. The check "
+                f"made document {doc_id} with {n_chunks} chunks inserted out of position order: "
+                "yours follows the order the rows were inserted (their ids), the prompt needs "
+                'position order. Drop `order_by("id")`/`order_by("pk")` (Chunk\'s default '
+                'ordering is by position) or write `order_by("position")`. First difference:',
+                evidence=_first_difference(got, want),
+            )
+        if got != want:
+            raise Incorrect(
+                f"`load_context({doc_id})` returned other text than the summary prompt "
+                "the starter builds (the instruction, a blank line, then one "
+                "`[title §position] text` line per chunk, in position order). First difference:",
+                evidence=_first_difference(got, want),
+            )
+
+    @staticmethod
     async def _call(load_context, doc_id: int) -> Any:
-        from django.core.exceptions import SynchronousOnlyOperation
+        from labkit.steps.subject import Raised, call
 
         try:
-            return await load_context(doc_id)
-        except SynchronousOnlyOperation as error:
+            return await call(load_context, doc_id)
+        except Raised as error:
+            if error.type_name != "SynchronousOnlyOperation":
+                raise Incorrect(
+                    f"`load_context({doc_id})` raised {error}: expected the prompt text of "
+                    "that document (the check made it, with its chunks, just before)."
+                ) from None
             raise Incorrect(
                 "SynchronousOnlyOperation: a query ran synchronously inside `async def`. "
                 "Reading a foreign key that was not loaded (`chunk.document.title`) runs one, "
                 "and so do a plain `for` over a queryset and `list(queryset)`. Load the title "
                 'with the chunks (`select_related("document")` or `values_list('
                 '"document__title", ...)`) and iterate with `async for`.',
-                evidence=f"{type(error).__name__}: {error}",
+                evidence=str(error),
             ) from None
 
 
 class ReleaseBeforeLLM(Exercise):
+    """04.2: the summary view gives its database connection back before awaiting the LLM.
+
+    A correct answer: 200 with a reply for one request and for CONCURRENT requests at once;
+    while those wait on the LLM (the mock's in-flight count at its peak), at most MAX_HELD
+    database connections are open; and the LLM calls run side by side (in-flight peak at
+    least half the burst). Evidence: the check's HTTP answers, the mock's in-flight counts,
+    and the connections the database saw (labkit.steps.dbside).
+    """
+
     id = "04.2"
     title = "Give the connection back before awaiting the LLM"
     hints = [
@@ -302,8 +411,9 @@ async def summary(request, doc_id):
 
     async def evaluate(self, summary) -> str:
         from labkit.steps.probes import ServedView, lab_mock, mock_settings, numbered
+        from labkit.steps.subject import is_async
 
-        if not inspect.iscoroutinefunction(summary):
+        if not is_async(summary):
             raise Incorrect(
                 "`summary` is a plain `def` view: under ASGI it runs in a thread, and that "
                 "thread (and its connection) is held for the whole LLM call. Declare it "

@@ -7,15 +7,14 @@ Master: solutions/05_caching.ipynb. In the notebook:
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import inspect
 import secrets
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from labkit.exercises import Exercise, Incorrect
+from labkit.steps.caching import _MISSING, LATENCY_S, OTHER_MODEL, _Trial
+from labkit.steps.subject import experiment
 
 # 05.1: the request every variant departs from.
 BASE_MODEL = "gpt-4o"
@@ -25,12 +24,6 @@ BASE_MESSAGES = [
 ]
 BASE_PARAMS = {"temperature": 0.0, "max_tokens": 200}
 MAX_KEY_CHARS = 250  # memcached's limit; Django warns above it whatever the backend
-
-# 05.2: how many identical prompts arrive at once, and how slow the LLM answers meanwhile.
-STAMPEDE = 20
-DISTINCT = 5
-LATENCY_S = 0.3
-OTHER_MODEL = "gpt-4o-mini"
 
 
 def _variants(version_bump: Callable[[], Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -97,6 +90,15 @@ def _key_problem(key: object) -> str | None:
 
 
 class CacheKey(Exercise):
+    """05.1: a cache key that covers the whole request, and nothing else.
+
+    A correct answer, for a request carrying a nonce chosen at check time: the same key for
+    the same request written differently (parameter order, message field order, an equal
+    copy); a new key for another model, temperature, max_tokens, system prompt, user prompt,
+    earlier turn, or KEY_VERSION; a str of at most MAX_KEY_CHARS without spaces or control
+    characters. Evidence: the keys themselves (a pure function: there is nothing else to see).
+    """
+
     id = "05.1"
     title = "A cache key for the whole request"
     hints = [
@@ -141,40 +143,60 @@ def cache_key(model: str, messages: list[dict], **params) -> str:
 """,
     }
 
-    def evaluate(self, cache_key) -> str:
-        def key_of(request: dict[str, Any]) -> str:
-            merged = {"model": BASE_MODEL, "messages": BASE_MESSAGES, "params": BASE_PARAMS}
-            merged.update({k: v for k, v in request.items() if k != "before"})
-            key = cache_key(merged["model"], copy.deepcopy(merged["messages"]), **merged["params"])
+    async def evaluate(self, cache_key) -> str:
+        from labkit.steps.subject import Raised, call, run_experiment
+
+        nonce = secrets.token_hex(4)
+        base_messages = _with_nonce(BASE_MESSAGES, nonce)
+
+        def merged(request: dict[str, Any]) -> dict[str, Any]:
+            found = {"model": BASE_MODEL, "messages": base_messages, "params": BASE_PARAMS}
+            found.update({k: v for k, v in request.items() if k != "before"})
+            found["messages"] = _with_nonce(found["messages"], nonce)
+            return found
+
+        async def key_of(request: dict[str, Any]) -> str:
+            m = merged(request)
+            try:
+                if "before" in request:
+                    facts = await run_experiment(
+                        "step_05.key_after_bump",
+                        cache_key,
+                        model=m["model"],
+                        messages=m["messages"],
+                        params=m["params"],
+                    )
+                    if not isinstance(facts, dict) or not facts.get("defined"):
+                        raise Incorrect(
+                            "`KEY_VERSION` is not defined: keep the line `KEY_VERSION = 1` of "
+                            "the exercise cell and put it in the key, so that bumping it "
+                            "retires every cached answer."
+                        )
+                    key = facts.get("key")
+                else:
+                    key = await call(cache_key, m["model"], m["messages"], **m["params"])
+            except Raised as error:
+                raise Incorrect(
+                    f"`cache_key({m['model']!r}, messages, **{m['params']})` raised {error}: "
+                    "it must take any JSON-able parameters and return a str."
+                ) from None
             problem = _key_problem(key)
             if problem:
                 raise Incorrect(problem)
             return key
 
-        base = key_of({})
+        base = await key_of({})
         rows, wrong = [], []
         for what, request in _same_request_again():
-            same = key_of(request) == base
+            same = await key_of(request) == base
             rows.append(f"{'✓' if same else '✗'} {what}: {'same key' if same else 'NEW key'}")
             if not same:
                 wrong.append(f"{what} got a different key")
-        namespace = cache_key.__globals__
-        saved = namespace.get("KEY_VERSION", _MISSING)
-        try:
-            for what, request in _variants(lambda: _bump(namespace, saved)):
-                if "before" in request:
-                    request["before"]()
-                changed = key_of(request) != base
-                rows.append(
-                    f"{'✓' if changed else '✗'} {what}: {'new key' if changed else 'SAME key'}"
-                )
-                if not changed:
-                    wrong.append(f"{what} kept the same key")
-        finally:
-            if saved is _MISSING:
-                namespace.pop("KEY_VERSION", None)
-            else:
-                namespace["KEY_VERSION"] = saved
+        for what, request in _variants(lambda: None):
+            changed = await key_of(request) != base
+            rows.append(f"{'✓' if changed else '✗'} {what}: {'new key' if changed else 'SAME key'}")
+            if not changed:
+                wrong.append(f"{what} kept the same key")
         table = "\n".join(rows)
         if wrong:
             raise Incorrect(
@@ -191,69 +213,77 @@ def cache_key(model: str, messages: list[dict], **params) -> str:
         )
 
 
-_MISSING = object()
+def _with_nonce(messages: list[dict[str, Any]], nonce: str) -> list[dict[str, Any]]:
+    """The messages with this check's nonce at the end of the last one (once)."""
+    copied = copy.deepcopy(messages)
+    last = copied[-1]
+    if not str(last.get("content", "")).endswith(f" ({nonce})"):
+        last["content"] = f"{last['content']} ({nonce})"
+    return copied
 
 
-def _bump(namespace: dict[str, Any], saved: object) -> None:
+@experiment("step_05.key_after_bump")
+async def _key_after_bump(cache_key: Any, *, model: str, messages: list, params: dict) -> Any:
+    """The learner's key for this request with KEY_VERSION bumped (then put back)."""
+    namespace = cache_key.__globals__
+    saved = namespace.get("KEY_VERSION", _MISSING)
     if saved is _MISSING:
-        raise Incorrect(
-            "`KEY_VERSION` is not defined: keep the line `KEY_VERSION = 1` of the exercise "
-            "cell and put it in the key, so that bumping it retires every cached answer."
-        )
+        return {"defined": False}
     namespace["KEY_VERSION"] = saved + 1 if isinstance(saved, int) else f"{saved}+1"
+    try:
+        key = cache_key(model, copy.deepcopy(messages), **params)
+    finally:
+        namespace["KEY_VERSION"] = saved
+    return {"defined": True, "key": key}
 
 
-class _WatchedCache:
-    """Stands in for the learner's `llm_cache` during the check: notes how it is used.
+_FLIGHT = """
+_in_flight = {}
 
-    A sync call (`get`, `set`, ...) made on a thread that runs an event loop stalls that loop
-    for a network round trip with Redis; the async methods are passed through and counted.
-    """
 
-    SYNC = ("get", "set", "add", "get_or_set", "get_many", "set_many", "delete", "has_key")
-    WRITES = ("aset", "aadd", "aset_many", "aget_or_set")
+async def _ask_and_store(key, model, messages, params):
+    reply = await ask_llm(model, messages, **params)
+    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
+    return reply
 
-    def __init__(self, cache: Any) -> None:
-        self._cache = cache
-        self.sync_on_loop: list[str] = []
-        self.async_calls = 0
-        self.writes = 0
-        self.timeouts: list[object] = []
 
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._cache, name)
-        if name in self.SYNC:
-            return self._sync(name, value)
-        if name.startswith("a") and inspect.iscoroutinefunction(value):
-            return self._async(name, value)
-        return value
+async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
+    messages = messages_for(prompt)
+    key = cache_key(model, messages, **params)
+    reply = await llm_cache.aget(key)
+    if reply is not None:
+        return reply
+    slot = (asyncio.get_running_loop(), key)
+    task = _in_flight.get(slot)
+    if task is None:
+        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
+        _in_flight[slot] = task
+        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
+    return await asyncio.shield(task)
+"""
+_ASK = "    reply = await ask_llm(model, messages, **params)\n"
+_KEY = "    key = cache_key(model, messages, **params)\n"
 
-    def _sync(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                pass  # a worker thread (sync_to_async): the loop is not held
-            else:
-                thread = threading.current_thread().name
-                self.sync_on_loop.append(f"llm_cache.{name}() on thread {thread}, in its loop")
-            return method(*args, **kwargs)
 
-        return call
-
-    def _async(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            self.async_calls += 1
-            if name in self.WRITES:
-                self.writes += 1
-                if name in ("aset", "aadd"):
-                    self.timeouts.append(args[2] if len(args) > 2 else kwargs.get("timeout", ...))
-            return await method(*args, **kwargs)
-
-        return call
+def _flight_with(old: str, new: str) -> str:
+    """The master's single flight (05.2) with one piece of it changed."""
+    if old not in _FLIGHT:
+        raise ValueError(f"not in the 05.2 master: {old!r}")
+    return _FLIGHT.replace(old, new)
 
 
 class SingleFlightCache(Exercise):
+    """05.2: a cached reply, one upstream call per stampede, failures never kept.
+
+    A correct answer: STAMPEDE concurrent calls of a new prompt cost 1 LLM call and get one
+    reply; repeated calls cost 0; another model or another parameter (temperature) costs a
+    call of its own; different prompts run side by side; a caller that leaves (cancelled)
+    does not cancel the call the others share; while the LLM fails (503) every
+    caller gets the exception (not "" nor an error text), nothing is stored, and the next call
+    once the LLM is healthy reaches it again. Evidence: the mock LLM's request count and
+    in-flight peak per phase; the replies and the cache's use are the experiment's facts.
+    """
+
     id = "05.2"
     title = "A cached reply with one upstream call per stampede"
     hints = [
@@ -301,33 +331,13 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
         task.add_done_callback(lambda _: _in_flight.pop(slot, None))
     return await asyncio.shield(task)
 """,
-        "an error text cached as the reply": """
-_in_flight = {}
-
-
-async def _ask_and_store(key, model, messages, params):
-    try:
-        reply = await ask_llm(model, messages, **params)
-    except openai.OpenAIError:
-        reply = "Sorry, the assistant is unavailable right now."
-    await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
-    return reply
-
-
-async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
-    messages = messages_for(prompt)
-    key = cache_key(model, messages, **params)
-    reply = await llm_cache.aget(key)
-    if reply is not None:
-        return reply
-    slot = (asyncio.get_running_loop(), key)
-    task = _in_flight.get(slot)
-    if task is None:
-        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
-        _in_flight[slot] = task
-        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
-    return await asyncio.shield(task)
-""",
+        "an error text cached as the reply": _flight_with(
+            _ASK,
+            "    try:\n"
+            "        reply = await ask_llm(model, messages, **params)\n"
+            "    except openai.OpenAIError:\n"
+            '        reply = "Sorry, the assistant is unavailable right now."\n',
+        ),
         "in-flight entries never removed": """
 _in_flight = {}
 
@@ -363,30 +373,46 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
             await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
     return reply
 """,
-        "the prompt alone as the key": """
+        "a key that drops the parameters": _flight_with(
+            _KEY, "    key = cache_key(model, messages)\n"
+        ),
+        "a catch-all that answers an empty reply": _flight_with(
+            _ASK,
+            "    try:\n"
+            "        reply = await ask_llm(model, messages, **params)\n"
+            "    except Exception:\n"
+            '        return ""\n',
+        ),
+        "in-flight entry removed only on success": """
 _in_flight = {}
 
 
-async def _ask_and_store(key, model, messages, params):
+async def _ask_and_store(key, model, messages, params, slot):
     reply = await ask_llm(model, messages, **params)
     await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)
+    _in_flight.pop(slot, None)
     return reply
 
 
 async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
     messages = messages_for(prompt)
-    key = f"ai:{hashlib.sha256(prompt.encode()).hexdigest()[:16]}"
+    key = cache_key(model, messages, **params)
     reply = await llm_cache.aget(key)
     if reply is not None:
         return reply
     slot = (asyncio.get_running_loop(), key)
-    task = _in_flight.get(slot)
-    if task is None:
-        task = asyncio.ensure_future(_ask_and_store(key, model, messages, params))
-        _in_flight[slot] = task
-        task.add_done_callback(lambda _: _in_flight.pop(slot, None))
-    return await asyncio.shield(task)
+    if slot not in _in_flight:
+        _in_flight[slot] = asyncio.ensure_future(
+            _ask_and_store(key, model, messages, params, slot)
+        )
+    return await asyncio.shield(_in_flight[slot])
 """,
+        "awaits the shared task without shield": _flight_with(
+            "return await asyncio.shield(task)", "return await task"
+        ),
+        "the prompt alone as the key": _flight_with(
+            _KEY, '    key = f"ai:{hashlib.sha256(prompt.encode()).hexdigest()[:16]}"\n'
+        ),
     }
 
     def prepare(self) -> None:
@@ -396,158 +422,25 @@ async def cached_reply(prompt: str, *, model: str = MODEL, **params) -> str:
 
     async def evaluate(self, cached_reply) -> str:
         from labkit.steps.probes import lab_mock, mock_settings
+        from labkit.steps.subject import is_async, run_experiment
 
-        if not inspect.iscoroutinefunction(cached_reply):
+        if not is_async(cached_reply):
             raise Incorrect(
                 "`cached_reply` is a plain `def`: declare it `async def`, so that waiting for "
                 "the LLM or the cache does not hold a thread."
             )
-        from django.core.cache.backends.locmem import LocMemCache
-
         llm = lab_mock()
         # The function gets an empty cache of the check's own as `llm_cache`: no entry of an
         # earlier run can answer, and a Redis stopped by the notebook's last cell (the grader
         # checks after it) does not matter. Which backend it is doesn't change the logic.
-        namespace = cached_reply.__globals__
-        saved = namespace.get("llm_cache", _MISSING)
-        watched = _WatchedCache(LocMemCache(f"check-05.2-{secrets.token_hex(4)}", {}))
-        namespace["llm_cache"] = watched
+        trial = _Trial(cached_reply, llm)
         try:
             with mock_settings(llm, latency_s=LATENCY_S, rpm=0, tpm=0, faults={}, fault=None):
-                return await _Trial(cached_reply, llm, watched).run()
+                return await trial.run()
         finally:
-            if saved is _MISSING:
-                namespace.pop("llm_cache", None)
-            else:
-                namespace["llm_cache"] = saved
-
-
-class _Trial:
-    """The phases of the 05.2 check, each counting the calls that reached the LLM."""
-
-    def __init__(self, cached_reply: Any, llm: Any, watched: _WatchedCache) -> None:
-        self.cached_reply = cached_reply
-        self.llm = llm
-        self.watched = watched
-        self.tag = f"check 05.2 {secrets.token_hex(4)}"
-
-    async def _calls(self, coros: list[Any]) -> tuple[list[Any], int, int]:
-        """Run `coros` at once: their results (or exceptions), upstream calls, in-flight peak."""
-        self.llm.reset()
-        results = await asyncio.gather(*coros, return_exceptions=True)
-        stats = self.llm.stats()
-        return results, stats["requests_total"], stats["in_flight_peak"]
-
-    async def run(self) -> str:
-        prompt = f"{self.tag}: what does a cache hit cost?"
-        first, upstream, _ = await self._calls([self.cached_reply(prompt) for _ in range(STAMPEDE)])
-        reply = self._one_reply(first, f"{STAMPEDE} concurrent calls of the same prompt")
-        if self.watched.sync_on_loop:
-            raise Incorrect(
-                "Your function called the cache's sync API on the event loop's thread. With "
-                "Redis each such call is a network round trip during which no other request "
-                "on this loop moves: use `await llm_cache.aget(...)` / `aset(...)`.",
-                evidence="\n".join(dict.fromkeys(self.watched.sync_on_loop)),
+            await run_experiment(
+                "step_05.cached_calls", cached_reply, cache=trial.cache, calls=[], drop=True
             )
-        if upstream != 1:
-            raise Incorrect(
-                f"{STAMPEDE} concurrent calls with the same prompt made {upstream} calls to "
-                "the LLM, expected 1: each caller missed the cache before the first reply was "
-                "stored (a stampede). Let the first caller ask, and the others await its task."
-            )
-        again, upstream, _ = await self._calls([self.cached_reply(prompt) for _ in range(STAMPEDE)])
-        self._one_reply(again, f"{STAMPEDE} more calls of the same prompt")
-        if upstream:
-            raise Incorrect(
-                f"The same prompt asked again made {upstream} more LLM calls, expected 0: "
-                "the reply was not served from the cache."
-            )
-        if not self.watched.writes:
-            raise Incorrect(
-                "The replies were not stored through `llm_cache` (no `aset` was called on it): "
-                "a dict in this process is not shared with the other workers. Store them "
-                "with `await llm_cache.aset(key, reply, timeout=REPLY_TTL_S)`."
-            )
-        if any(t is None for t in self.watched.timeouts):
-            raise Incorrect(
-                "A reply was stored with `timeout=None`, so it never expires: give it a TTL "
-                "(`timeout=REPLY_TTL_S`) so a stale answer ages out."
-            )
-        other, upstream, _ = await self._calls([self.cached_reply(prompt, model=OTHER_MODEL)])
-        other_reply = self._one_reply(other, f"the same prompt for {OTHER_MODEL}")
-        if upstream != 1 or other_reply == reply:
-            raise Incorrect(
-                f"The same prompt for another model ({OTHER_MODEL}) made {upstream} LLM calls "
-                "and got "
-                + ("the first model's reply" if other_reply == reply else "a reply")
-                + ": a different model gives a different answer, so it needs its own key "
-                "(`cache_key(model, messages, **params)`)."
-            )
-        distinct, upstream, peak = await self._calls(
-            [self.cached_reply(f"{self.tag}: question {i}") for i in range(DISTINCT)]
-        )
-        self._one_reply(distinct, f"{DISTINCT} different prompts", same=False)
-        if upstream != DISTINCT or peak < 3:
-            raise Incorrect(
-                f"{DISTINCT} different prompts at once made {upstream} LLM calls with at most "
-                f"{peak} in flight together, expected {DISTINCT} side by side: coalesce calls "
-                "per key, not with one lock for everything."
-            )
-        retried = await self._after_failure()
-        return (
-            f"{STAMPEDE} concurrent calls of one prompt: 1 LLM call; {STAMPEDE} more: 0; "
-            f"the same prompt for {OTHER_MODEL}: 1 call and its own reply; {DISTINCT} "
-            f"different prompts: {DISTINCT} calls, {peak} in flight at once; {retried}"
-        )
-
-    async def _after_failure(self) -> str:
-        prompt = f"{self.tag}: this one fails first"
-        self.llm.configure(fault="503")
-        try:
-            failed, _, _ = await self._calls([self.cached_reply(prompt) for _ in range(3)])
-        finally:
-            self.llm.configure(fault=None)
-        healed, upstream, _ = await self._calls([self.cached_reply(prompt)])
-        answer = healed[0]
-        if isinstance(answer, BaseException):
-            raise Incorrect(
-                "While the LLM answered 503 your function failed, as it should; but once the "
-                f"LLM was healthy again the next call still failed, with {upstream} new LLM "
-                "calls: the failed call was kept (is its entry still in your in-flight dict?).",
-                evidence=f"{type(answer).__name__}: {answer}"[:300],
-            )
-        if upstream == 0:
-            shown = failed[0] if isinstance(failed[0], str) else answer
-            raise Incorrect(
-                "While the LLM answered 503 your function returned "
-                f"{str(shown)[:80]!r}; once the LLM was healthy again the next call made 0 LLM "
-                "calls and returned the same: an error was cached as if it were the answer. "
-                "Let the exception propagate and store only real replies."
-            )
-        errors = sum(isinstance(r, BaseException) for r in failed)
-        return (
-            f"while the LLM answered 503, {errors} of {len(failed)} calls raised, nothing was "
-            "cached, and the next call reached the LLM again."
-        )
-
-    @staticmethod
-    def _one_reply(results: list[Any], what: str, *, same: bool = True) -> str:
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            error = errors[0]
-            raise Incorrect(
-                f"{what}: {len(errors)} of {len(results)} raised.",
-                evidence=f"{type(error).__name__}: {error}"[:300],
-            )
-        if not all(isinstance(r, str) and r for r in results):
-            shown = next(r for r in results if not (isinstance(r, str) and r))
-            raise Incorrect(
-                f"{what}: expected the reply text (a non-empty str), got "
-                f"{type(shown).__name__} {shown!r:.80}."
-            )
-        if same and len(set(results)) != 1:
-            raise Incorrect(f"{what} got {len(set(results))} different replies, expected one.")
-        return results[0]
 
 
 q1 = CacheKey()

@@ -8,16 +8,24 @@ Master: solutions/07_production.ipynb. In the notebook:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import math
 import secrets
 import time
-from collections import Counter
 from typing import Any
 
 from labkit.exercises import Exercise, Incorrect
-from labkit.steps.streaming import _events, _read_stream, _reply_for, _server_errors, _status_line
+from labkit.steps.streaming import (
+    _ask_mock,
+    _events,
+    _hang_up_mid_stream,
+    _read_stream,
+    _reply_for,
+    _server_errors,
+    _status_line,
+    _upstream_end,
+)
+from labkit.steps.subject import experiment
 
 __all__ = ["DEADLINE_S", "RATE_LIMIT", "RATE_WINDOW_S", "q1", "q2", "q3"]
 
@@ -31,13 +39,18 @@ GRACE_S = 1.0  # the 504 may come this much after the deadline on a busy machine
 SLOW_S = 4.0
 GIVE_UP_S = 6.0  # the check's client waits this long for any answer
 CANCEL_WAIT_S = 1.5  # the upstream call must be cancelled within this
+# A 429 from the LLM: at most this many calls within the deadline (the SDK's first try and its
+# default two retries, which wait for Retry-After); a loop that retries at once makes dozens.
+MAX_CALLS_ON_429 = 3
 # 07.3: requests per user per window, and the burst that must hit it.
 RATE_LIMIT, RATE_WINDOW_S = 5, 2.0
 BURST = 8
 
 
 def _require_async(view: Any, name: str) -> None:
-    if not inspect.iscoroutinefunction(view):
+    from labkit.steps.subject import is_async
+
+    if not is_async(view):
         raise Incorrect(
             f"`{name}` is not an `async def` view: Django would run it in a thread, and the "
             "LLM call would hold that thread for its whole duration."
@@ -45,6 +58,15 @@ def _require_async(view: Any, name: str) -> None:
 
 
 class StreamingChat(Exercise):
+    """07.1: the reply relayed as server-sent events while the LLM writes it.
+
+    A correct answer: 200 `text/event-stream`, `data: {"delta": ...}` events carrying the
+    LLM's reply in order and `data: [DONE]`; the first event long before the last (a fixed
+    share of the whole time, judged against the same response's total); and when the reader
+    hangs up after the first event, the upstream stream is cancelled (the mock counts it
+    cancelled, not completed). Evidence: the check's own HTTP reads and the mock's counters.
+    """
+
     id = "07.1"
     title = "Stream the reply as server-sent events"
     hints = [
@@ -57,6 +79,63 @@ class StreamingChat(Exercise):
         "the generator must be `async def`, and nothing may collect the chunks into a list.",
     ]
     wrong_answers = {
+        "a background task feeds the stream, deaf to hang-ups": """
+@csrf_exempt
+async def stream_chat(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    queue = asyncio.Queue()
+
+    async def pump():
+        stream = await get_client().chat.completions.create(
+            model=settings.LLM_MODEL, messages=messages_for(prompt), stream=True
+        )
+        async with stream:
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    await queue.put(chunk.choices[0].delta.content)
+        await queue.put(None)
+
+    asyncio.ensure_future(pump())
+
+    async def events():
+        while (text := await queue.get()) is not None:
+            yield sse({"delta": text})
+        yield sse("[DONE]")
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
+""",
+        "reads the stream in a thread, deaf to hang-ups": """
+@csrf_exempt
+async def stream_chat(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    loop = asyncio.get_running_loop()
+    queue = asyncio.Queue()
+
+    def pump():
+        with openai.OpenAI(**client_options()) as client:
+            stream = client.chat.completions.create(
+                model=settings.LLM_MODEL, messages=messages_for(prompt), stream=True
+            )
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk.choices[0].delta.content)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    loop.run_in_executor(None, pump)
+
+    async def events():
+        while (text := await queue.get()) is not None:
+            yield sse({"delta": text})
+        yield sse("[DONE]")
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
+""",
         "collects the whole stream, then returns it": """
 @csrf_exempt
 async def stream_chat(request):
@@ -145,16 +224,51 @@ async def stream_chat(request):
 
         _require_async(stream_chat, "stream_chat")
         llm = lab_mock()
-        prompt = f"check 07.1 {secrets.token_hex(4)}: explain streaming"
+        nonce = secrets.token_hex(4)
+        prompt = f"check 07.1 {nonce}: explain streaming"
         with mock_settings(llm, latency_s=STREAM_LATENCY_S, rpm=0, tpm=0, faults={}, fault=None):
             async with ServedView(stream_chat, route="chat") as served:
                 llm.reset()
                 with _server_errors() as errors:
                     run = await _read_stream(served, prompt)
                 streams = llm.stats()["streams_total"]
-                expected = await _reply_for(prompt)
                 log = served.log + errors
-        return self._judge(run, streams, expected, numbered(log))
+                expected = await _reply_for(llm, prompt)
+                verdict = self._judge(run, streams, expected, numbered(log))
+                gone = await self._hang_up(served, llm, f"check 07.1 {nonce}: then leave")
+        return f"{verdict} {gone}"
+
+    @staticmethod
+    async def _hang_up(served: Any, llm: Any, prompt: str) -> str:
+        await asyncio.sleep(0.1)  # the first run's connection closes; its call has ended
+        before = await asyncio.to_thread(llm.stats)
+        run = await _hang_up_mid_stream(served, prompt)
+        if run["error"] or run["status"] != 200 or not run["first_s"]:
+            raise Incorrect(
+                "A second streamed request, read until its first event, got "
+                f"{run['status'] or 'no answer'} {run['error']}: expected 200 and an event, "
+                "as for the first request.",
+            )
+        # Until the upstream call ends either way (counters, not a time limit).
+        ended = await _upstream_end(llm, before, wait_s=4 * STREAM_LATENCY_S + 2)
+        if ended != "cancelled":
+            raise Incorrect(
+                f"A reader hung up right after the first event ({run['first_s']:.2f} s into a "
+                f"{STREAM_LATENCY_S:g} s reply); the LLM's stream was not cancelled: the mock "
+                + (
+                    "counted it completed, read to its end"
+                    if ended == "completed"
+                    else "still had it running"
+                )
+                + ", for nobody. Something reads the upstream stream apart from the response "
+                "(a background task, a thread), so Django's cancellation on disconnect never "
+                "reaches it. Iterate the stream inside the response's `async def` generator, "
+                "in `async with stream:` so leaving closes it."
+            )
+        return (
+            f"A reader that hung up after the first event ({run['first_s']:.2f} s) had the "
+            "LLM's stream cancelled with it."
+        )
 
     @staticmethod
     def _judge(run: dict[str, Any], streams: int, expected: str, log: str) -> str:
@@ -219,7 +333,58 @@ async def stream_chat(request):
         )
 
 
+def _retrying_in_deadline(loop: str, on_429: str, note: str = "") -> str:
+    """A 07.2 view that retries the LLM call itself, inside the deadline (a wrong answer)."""
+    return (
+        _DEADLINE_HEAD
+        + f"    client = get_client().with_options(max_retries=0){note}\n"
+        + "    try:\n"
+        + "        async with asyncio.timeout(DEADLINE_S):\n"
+        + loop
+        + "                try:\n"
+        + "                    completion = await client.chat.completions.create(\n"
+        + "                        model=settings.LLM_MODEL, messages=messages_for(prompt)\n"
+        + "                    )\n"
+        + "                    break\n"
+        + "                except openai.RateLimitError:\n"
+        + on_429
+        + _DEADLINE_TAIL
+    )
+
+
+_DEADLINE_HEAD = """
+@csrf_exempt
+async def chat_with_deadline(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    record = CallRecord(endpoint="chat", prompt=prompt)
+"""
+_DEADLINE_TAIL = """    except TimeoutError:
+        failure = LLMFailure(504, "llm_timeout", f"no answer within {DEADLINE_S:g} s.")
+    except openai.OpenAIError as exc:
+        failure = failure_from(exc)
+    else:
+        record.succeeded(completion)
+        await AICall.objects.acreate(**record.fields())
+        return record.response()
+    await AICall.objects.acreate(**record.failed(failure).fields())
+    return failure.response()
+"""
+
+
 class Deadline(Exercise):
+    """07.2: one total deadline for the LLM call, retries included, that cancels it.
+
+    A correct answer: 200 with a reply when the LLM is quick; 504 within the deadline (plus a
+    grace) when it is slow, with the upstream call cancelled (the mock counts it); the upstream
+    call cancelled when the client hangs up; and when the LLM answers 429 (Retry-After far
+    away), an error answer (429, 503 or 504, never 500) after at most MAX_CALLS_ON_429 calls,
+    not a retry at once until the deadline. Evidence: the check's HTTP answers, the mock's
+    request and cancellation counters.
+    """
+
     id = "07.2"
     title = "A total deadline that cancels the upstream call"
     hints = [
@@ -233,6 +398,17 @@ class Deadline(Exercise):
         "cancelled: the thread keeps talking to the LLM after you answered 504.",
     ]
     wrong_answers = {
+        "retries a 429 at once until the deadline": _retrying_in_deadline(
+            "            while True:\n",
+            "                    continue  # try again at once: the deadline bounds it\n",
+            note="  # the retries are ours",
+        ),
+        "twenty quick attempts inside the deadline": _retrying_in_deadline(
+            "            for attempt in range(20):\n",
+            "                    if attempt == 19:\n"
+            "                        raise\n"
+            "                    await asyncio.sleep(0.01)\n",
+        ),
         "the SDK's per-attempt timeout, multiplied by retries": """
 @csrf_exempt
 async def chat_with_deadline(request):
@@ -311,7 +487,8 @@ async def chat_with_deadline(request):
         _require_async(chat_with_deadline, "chat_with_deadline")
         llm = lab_mock()
         tag = f"check 07.2 {secrets.token_hex(4)}"
-        with mock_settings(llm, latency_s=0.2, rpm=0, tpm=0, faults={}, fault=None):
+        quiet = {"rpm": 0, "tpm": 0, "faults": {}, "fault": None, "rate_window_s": 60.0}
+        with mock_settings(llm, latency_s=0.2, **quiet):
             async with ServedView(chat_with_deadline, route="chat") as served:
                 quick = await served.post("/api/chat/", json={"prompt": f"{tag} quick"})
                 if quick.status_code != 200 or '"reply"' not in quick.text:
@@ -320,13 +497,62 @@ async def chat_with_deadline(request):
                         f"{quick.status_code}, expected 200 with a reply. The server logged:",
                         evidence=numbered(served.log) or quick.text[:300],
                     )
-                llm.configure(latency_s=SLOW_S)
+                limited = await self._rate_limited(served, llm, tag, numbered)
+                llm.configure(latency_s=SLOW_S, rpm=0)
                 late = await self._late(served, llm, tag, numbered)
                 gone = await self._hang_up(served, llm, tag)
         return (
-            f"With the LLM taking {SLOW_S:g} s, {late} And a client that hung up after "
-            f"0.3 s had its upstream call cancelled {gone:.2f} s later."
+            f"{limited} With the LLM taking {SLOW_S:g} s, {late} And a client that hung up "
+            f"after 0.3 s had its upstream call cancelled {gone:.2f} s later."
         )
+
+    @staticmethod
+    async def _rate_limited(served: Any, llm: Any, tag: str, numbered: Any) -> str:
+        """The LLM answers 429 with a Retry-After far beyond the deadline."""
+        llm.configure(rpm=1, rate_window_s=60.0)
+        await _ask_mock(llm, f"{tag} uses the one request of this minute")
+        before = llm.stats()["requests_total"]
+        started = time.perf_counter()
+        try:
+            response = await served.post(
+                "/api/chat/", json={"prompt": f"{tag} limited"}, timeout=GIVE_UP_S
+            )
+        except Exception:  # httpx2's ReadTimeout: no answer at all
+            raise Incorrect(
+                f"While the LLM answered 429 (Retry-After: 60), no answer came within "
+                f"{GIVE_UP_S:g} s: nothing bounds the whole call to {DEADLINE_S:g} s. The "
+                "SDK waits Retry-After between its retries, and a per-attempt `timeout=` does "
+                "not cover those waits: bound the whole call with `asyncio.timeout(DEADLINE_S)`."
+            ) from None
+        took = time.perf_counter() - started
+        calls = llm.stats()["requests_total"] - before
+        measured = (
+            f"While the LLM answered 429 (Retry-After: 60), your view made {calls} LLM "
+            f"call{'' if calls == 1 else 's'} and answered {response.status_code} after "
+            f"{took:.2f} s"
+        )
+        if calls > MAX_CALLS_ON_429:
+            raise Incorrect(
+                f"{measured}; expected at most {MAX_CALLS_ON_429} calls (the SDK's retries, "
+                "which wait for Retry-After). Retrying a 429 at once, with no back-off, hammers "
+                "a provider that asked you to wait, and each attempt counts against your "
+                "quota. Let the SDK retry (it honours Retry-After within the deadline), or "
+                "answer the 429 yourself."
+            )
+        if response.status_code not in (429, 503, 504):
+            cause = (
+                " A 500 is a server error: an exception escaped the view (the deadline's "
+                "`TimeoutError`, or the SDK's `RateLimitError`); catch it and answer with it."
+                if response.status_code == 500
+                else ""
+            )
+            raise Incorrect(
+                f"{measured}; expected an error answer: 429 (passing the limit on, with "
+                f"Retry-After), 503, or 504 once the deadline passed.{cause} What the server "
+                "logged:",
+                evidence=numbered(served.log) or response.text[:300],
+            )
+        return f"{measured}."
 
     @staticmethod
     async def _late(served: Any, llm: Any, tag: str, numbered: Any) -> str:
@@ -392,7 +618,47 @@ async def _cancelled_since(llm: Any, before: int) -> float | None:
     return None
 
 
+# Views wrapped by the learner's `per_user_limit` for a check, by name, where the learner's
+# code runs (the kernel, or the grading sandbox, which serves them from its namespace).
+_LIMITED: dict[str, Any] = {}
+
+
+@experiment("step_07.limited_view")
+async def _limited_view(
+    per_user_limit: Any, *, view_name: str, endpoint: str, drop: bool = False
+) -> dict[str, Any]:
+    """Wrap a view that logs one AICall row per request (`endpoint`, the user) and name it."""
+    from labkit.exercises.namespace import user_namespace
+    from labkit.grading.servant import describe
+
+    if drop:
+        if _LIMITED.pop(view_name, None) is not None:
+            user_namespace().pop(view_name, None)
+        return {}
+    from django.http import JsonResponse
+
+    from labproject.ai.models import AICall
+
+    async def inner(request):
+        user = request.headers.get("X-User", "")
+        await AICall.objects.acreate(endpoint=endpoint, prompt=user, model="check")
+        return JsonResponse({"ok": True})
+
+    view = per_user_limit(inner)
+    _LIMITED[view_name] = view
+    user_namespace()[view_name] = view
+    return {"kind": describe(view)["kind"]}
+
+
 class PerUserLimit(Exercise):
+    """07.3: a per-user fixed-window limit, 429 with Retry-After, the view not called then.
+
+    A correct answer: BURST concurrent requests of one user give RATE_LIMIT x 200 and the rest
+    429 with Retry-After (whole seconds within the window); the wrapped view runs only for the
+    200s; another user is served meanwhile; the first user is served again after Retry-After.
+    Evidence: the check's HTTP answers, and the rows the wrapped view writes per request.
+    """
+
     id = "07.3"
     title = "A per-user rate limit with 429 and Retry-After"
     hints = [
@@ -457,44 +723,63 @@ def per_user_limit(view):
         require_django()
 
     async def evaluate(self, per_user_limit) -> str:
-        from django.http import JsonResponse
-
+        from labkit.exercises.remote import Remote
         from labkit.steps.probes import ServedView
+        from labkit.steps.subject import Raised, run_experiment
+        from labproject.ai.models import AICall
 
-        reached: Counter[str] = Counter()
-
-        async def inner(request):
-            reached[request.headers.get("X-User", "")] += 1
-            return JsonResponse({"ok": True})
-
-        view = per_user_limit(inner)
-        _require_async(view, "per_user_limit(view)")
         token = secrets.token_hex(4)
         alice, bob = f"alice-{token}", f"bob-{token}"
-        async with ServedView(view, route="chat") as served:
-            await _early_in_window()
-            burst = await asyncio.gather(
-                *(
-                    served.request("GET", "/api/chat/", headers={"X-User": alice})
-                    for _ in range(BURST)
-                )
+        name, endpoint = f"_labkit_check_07_3_{token}", f"check 07.3 {token}"
+        try:
+            facts = await run_experiment(
+                "step_07.limited_view", per_user_limit, view_name=name, endpoint=endpoint
             )
-            retry_after = self._judge_burst(burst, reached[alice])
-            other = await served.request("GET", "/api/chat/", headers={"X-User": bob})
-            if other.status_code != 200:
-                raise Incorrect(
-                    f"After {alice} used up the limit, another user's first request got "
-                    f"{other.status_code}: the limit is shared by everybody. Key the counter "
-                    "by the user."
+        except Raised as error:
+            raise Incorrect(
+                f"`per_user_limit(view)` raised {error}: it should return the view, wrapped."
+            ) from None
+        if facts.get("kind") != "async function":
+            raise Incorrect(
+                f"`per_user_limit(view)` returned {facts.get('kind', 'nothing')}, not an "
+                "`async def` view: Django would run it in a thread, and the LLM call would "
+                "hold that thread for its whole duration."
+            )
+        if isinstance(per_user_limit, Remote):
+            view: Any = Remote(name, "async function", "function", None, per_user_limit.channel)
+        else:
+            view = _LIMITED[name]
+        reached = AICall.objects.filter(endpoint=endpoint)
+        try:
+            async with ServedView(view, route="chat") as served:
+                await _early_in_window()
+                burst = await asyncio.gather(
+                    *(
+                        served.request("GET", "/api/chat/", headers={"X-User": alice})
+                        for _ in range(BURST)
+                    )
                 )
-            await asyncio.sleep(retry_after + 0.1)
-            again = await served.request("GET", "/api/chat/", headers={"X-User": alice})
-            if again.status_code != 200:
-                raise Incorrect(
-                    f"{alice} waited the {retry_after} s Retry-After asked for, then got "
-                    f"{again.status_code} again: the count never resets. Put the window in "
-                    "the key (and give it a timeout), or refill a bucket over time."
-                )
+                retry_after = self._judge_burst(burst, await reached.filter(prompt=alice).acount())
+                other = await served.request("GET", "/api/chat/", headers={"X-User": bob})
+                if other.status_code != 200:
+                    raise Incorrect(
+                        f"After {alice} used up the limit, another user's first request got "
+                        f"{other.status_code}: the limit is shared by everybody. Key the "
+                        "counter by the user."
+                    )
+                await asyncio.sleep(retry_after + 0.1)
+                again = await served.request("GET", "/api/chat/", headers={"X-User": alice})
+                if again.status_code != 200:
+                    raise Incorrect(
+                        f"{alice} waited the {retry_after} s Retry-After asked for, then got "
+                        f"{again.status_code} again: the count never resets. Put the window "
+                        "in the key (and give it a timeout), or refill a bucket over time."
+                    )
+        finally:
+            await reached.adelete()
+            await run_experiment(
+                "step_07.limited_view", per_user_limit, view_name=name, endpoint=endpoint, drop=True
+            )
         return (
             f"{BURST} requests at once from one user: {_status_line(burst)}, the view reached "
             f"{RATE_LIMIT} times; the 429s said Retry-After: {retry_after}. Another user was "

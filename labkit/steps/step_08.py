@@ -11,10 +11,10 @@ under load). The measurements live in `labkit.steps.capstone`, shared with the n
 
 from __future__ import annotations
 
-import inspect
+from typing import Any
 
 from labkit.exercises import Exercise, Incorrect
-from labkit.steps.capstone import budget, budget_table
+from labkit.steps.capstone import P95_RATIO, budget, budget_table
 
 __all__ = ["budget", "budget_table", "q1", "q2"]
 
@@ -22,6 +22,9 @@ __all__ = ["budget", "budget_table", "q1", "q2"]
 QUICK_LATENCY_S = 0.05
 LATENCY_S, ARRIVAL_RATE, DURATION_S = 0.5, 20.0, 4
 LOAD_DOCUMENTS = 40  # two arrivals per document over the run
+# Over budget, the p95 may still be this many times that of the kit's own endpoint measured
+# under the same load in the same check (a busy machine slows both).
+CONTROL_RATIO = 1.5
 
 
 _LLM_PART = """
@@ -34,6 +37,23 @@ _LLM_PART = """
         failure = failure_from(exc)
         await AICall.objects.acreate(**record.failed(failure).fields())
         return failure.response()
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+"""
+
+_RETRYING = """
+    record = CallRecord(endpoint="summary", prompt="\\n".join(lines))
+    messages = messages_for(record.prompt, system=SUMMARY_INSTRUCTION)
+    for attempt in range({attempts}):
+        try:
+            completion = await complete(messages, model=model)
+            break
+        except Exception as exc:
+            if attempt < {attempts} - 1 and isinstance(exc, {errors}):
+                continue  # the LLM may be back already
+            failure = failure_from(exc)
+            await AICall.objects.acreate(**record.failed(failure).fields())
+            return failure.response()
     record.succeeded(completion)
     await AICall.objects.acreate(**record.fields())
 """
@@ -62,6 +82,17 @@ _CITE = """
 
 
 class SummaryEndpoint(Exercise):
+    """08.1: the summary endpoint: two reads, its own citations, every LLM fault mapped.
+
+    A correct answer, on documents made at check time: 200 with the reply and citations that
+    name this document's chunks as cited (a marker past its end dropped), in at most MAX_READS
+    reads; `?model=` honoured; 404 for a missing document; and for each LLM fault (hang, 429,
+    500, 503, malformed body, cut connection) with the SDK's retries off, the spec's status
+    (never 500), a JSON error, Retry-After on 429/503, one failed AICall row, and at most
+    MAX_FAULT_CALLS LLM calls (no retrying at once). Evidence: the check's HTTP answers, the
+    queries and rows the database saw, the mock's request counts.
+    """
+
     id = "08.1"
     title = "The summary endpoint: reads, citations, LLM faults"
     hints = [
@@ -125,6 +156,12 @@ async def summary(request, doc_id):
         "only openai errors caught": _HEAD
         + _LLM_PART.replace("except Exception as exc:", "except openai.OpenAIError as exc:")
         + _CITE,
+        "retries every fault five times at once": _HEAD
+        + _RETRYING.format(attempts=5, errors="Exception")
+        + _CITE,
+        "retries server errors three times at once": _HEAD
+        + _RETRYING.format(attempts=3, errors="(openai.APIStatusError, openai.APITimeoutError)")
+        + _CITE,
     }
 
     def prepare(self) -> None:
@@ -135,8 +172,9 @@ async def summary(request, doc_id):
     async def evaluate(self, summary) -> str:
         from labkit.steps import capstone as c
         from labkit.steps.probes import lab_mock, mock_settings, numbered
+        from labkit.steps.subject import is_async
 
-        if not inspect.iscoroutinefunction(summary):
+        if not is_async(summary):
             raise Incorrect(
                 "`summary` is a plain `def` view. Under uvicorn Django runs sync views one at a "
                 "time in a single thread, so every request waits for the LLM calls of all "
@@ -172,7 +210,8 @@ async def summary(request, doc_id):
                 f"{len(bad)} of {len(faults)} LLM faults were not answered as the spec says "
                 f"(retries off, client timeout {c.FAULT_TIMEOUT_S:g} s): never a 500; a JSON "
                 "error with 504, 429 or 503 (with Retry-After) or 502; one failed AICall row "
-                "each.",
+                f"each; at most {c.MAX_FAULT_CALLS} LLM calls each (a provider that fails is "
+                "not helped by an immediate retry: retry with back-off, or not at all).",
                 evidence=c.fault_table(faults),
             )
         cited = ", ".join(f"[§{n}]" for n in c.cited_positions(str(data.get("reply"))))
@@ -237,6 +276,18 @@ async def summary(request, doc_id):
 
 
 class CachedCompletion(Exercise):
+    """08.2: `complete` behind the learner's own endpoint: cached, single flight, p95.
+
+    A correct answer: BURST identical requests for a new document cost at most MAX_UPSTREAM
+    LLM calls; another model gets its own answer (and a call); a request that failed while the
+    LLM answered 503 leaves nothing behind, so the same request once the LLM is healthy reaches
+    it again and gets 200; under open-loop load over new documents, no errors and p95 within
+    P95_RATIO x latency, with Little's law for the queue; when the kit's own uncached endpoint
+    misses that budget too under the same load in the same check (a busy machine), within
+    CONTROL_RATIO of its p95.
+    Evidence: the check's HTTP answers and the mock's request counts.
+    """
+
     id = "08.2"
     title = "Repeated prompts and load: cache, single flight, p95"
     hints = [
@@ -276,6 +327,52 @@ async def complete(messages, *, model):
 
     return await flights.do(key, call)
 """,
+        "single flight whose entry is removed only on success": """
+_in_flight = {}
+
+
+async def _call_and_store(key, messages, model):
+    completion = await get_client().chat.completions.create(model=model, messages=messages)
+    await cache.aset(key, completion, timeout=3600)
+    _in_flight.pop(key, None)  # reached only when the call succeeded
+    return completion
+
+
+async def complete(messages, *, model):
+    key = "llm:" + hashlib.sha256(json.dumps([model, messages]).encode()).hexdigest()
+    cached = await cache.aget(key)
+    if cached is not None:
+        return cached
+    if key not in _in_flight:
+        _in_flight[key] = asyncio.ensure_future(_call_and_store(key, messages, model))
+    return await asyncio.shield(_in_flight[key])
+""",
+        "a failure remembered as the answer": """
+flights = SingleFlight()
+_failed = {}
+
+
+async def complete(messages, *, model):
+    key = "llm:" + hashlib.sha256(json.dumps([model, messages]).encode()).hexdigest()
+    if key in _failed:
+        raise _failed[key]  # do not hammer an LLM that just failed on this
+    cached = await cache.aget(key)
+    if cached is not None:
+        return cached
+
+    async def call():
+        try:
+            completion = await get_client().chat.completions.create(
+                model=model, messages=messages
+            )
+        except Exception as exc:
+            _failed[key] = exc
+            raise
+        await cache.aset(key, completion, timeout=3600)
+        return completion
+
+    return await flights.do(key, call)
+""",
         "one lock for every prompt": """
 _lock = asyncio.Lock()
 
@@ -299,21 +396,23 @@ async def complete(messages, *, model):
         require_django()
 
     async def evaluate(self, complete) -> str:
-        from labkit.exercises.namespace import user_namespace
+        import asyncio
+
         from labkit.steps import capstone as c
         from labkit.steps.probes import lab_mock, mock_settings, numbered
+        from labkit.steps.subject import is_async
 
-        if not inspect.iscoroutinefunction(complete):
+        if not is_async(complete):
             raise Incorrect("`complete` must stay `async def`: the view awaits it.")
         # The endpoint that serves the requests is the learner's own view from 08.1.
-        summary = user_namespace().get("summary")
-        if not inspect.iscoroutinefunction(summary):
+        summary = await asyncio.to_thread(_endpoint_beside, complete)
+        if summary is None or not is_async(summary):
             raise Incorrect(
                 "08.2 measures your whole endpoint, and `summary` is not an async view yet: "
                 "finish exercise 08.1 first, run its cell, then check again."
             )
         llm = lab_mock()
-        docs = await c.fresh_documents(1 + LOAD_DOCUMENTS)
+        docs = await c.fresh_documents(2 + LOAD_DOCUMENTS)
         quiet = {"outlier_rate": 0, "rpm": 0, "tpm": 0, "faults": {}, "fault": None}
         try:
             with mock_settings(llm, latency_s=LATENCY_S, **quiet):
@@ -333,10 +432,11 @@ async def complete(messages, *, model):
                             "prompt.",
                             evidence=other.text[:300],
                         )
+                    healed = await self._after_failure(s, llm, docs[1].id, numbered)
                     before = llm.stats()["requests_total"]
                     result = await c.load(
                         s,
-                        docs[1:],
+                        docs[2:],
                         arrival_rate=ARRIVAL_RATE,
                         duration_s=DURATION_S,
                         latency_s=LATENCY_S,
@@ -344,9 +444,46 @@ async def complete(messages, *, model):
                     )
                     load_calls = llm.stats()["requests_total"] - before
                     log_lines = list(s.log)
+                control = None
+                if result.p95_ms is None or result.p95_ms > P95_RATIO * LATENCY_S * 1000:
+                    # Over budget: on a busy machine the kit's own endpoint may be too. Measure
+                    # it under the same load, now, and judge the learner's p95 against it.
+                    control = await _control_p95(llm, docs[2:])
         finally:
             await c.delete_documents(docs)
-        return self._judge_load(result, load_calls, burst, log_lines, numbered)
+        judged = self._judge_load(result, load_calls, burst, log_lines, numbered, control)
+        return f"{judged} {healed}"
+
+    @staticmethod
+    async def _after_failure(s: Any, llm: Any, doc_id: int, numbered: Any) -> str:
+        """A request made while the LLM fails, then the same one once it is healthy."""
+        llm.configure(fault="503")
+        try:
+            failed = await s.get(doc_id)
+        finally:
+            llm.configure(fault=None)
+        before = llm.stats()["requests_total"]
+        healed = await s.get(doc_id)
+        calls = llm.stats()["requests_total"] - before
+        measured = (
+            f"While the LLM answered 503, document {doc_id}'s summary answered "
+            f"{failed.status_code}; once the LLM was healthy, the same request answered "
+            f"{healed.status_code} with {calls} LLM call{'' if calls == 1 else 's'}"
+        )
+        if healed.status_code != 200 and calls == 0:
+            raise Incorrect(
+                f"{measured}: the failure was kept and served again without asking the LLM. "
+                "Either the single-flight entry of the failed call was never removed (remove "
+                "it when the call ends, failed or not: `finally:`, or `SingleFlight`), or the "
+                "failure was stored as if it were an answer (cache only completions).",
+                evidence=numbered(s.log) or healed.text[:300],
+            )
+        if healed.status_code != 200:
+            raise Incorrect(
+                f"{measured}, expected 200 with a fresh answer. What the server logged:",
+                evidence=numbered(s.log) or healed.text[:300],
+            )
+        return f"{measured}: nothing of the failure was kept."
 
     @staticmethod
     def _judge_burst(burst, numbered) -> None:
@@ -367,17 +504,27 @@ async def complete(messages, *, model):
             )
 
     @staticmethod
-    def _judge_load(result, load_calls: int, burst, log: list[str], numbered) -> str:
-        from labkit.steps.capstone import OTHER_MODEL, P95_RATIO
+    def _judge_load(
+        result, load_calls: int, burst, log: list[str], numbered, control: float | None = None
+    ) -> str:
+        from labkit.steps.capstone import OTHER_MODEL
 
-        limit_ms = P95_RATIO * LATENCY_S * 1000
+        budget_ms = P95_RATIO * LATENCY_S * 1000
+        # The budget, or (when the kit's own endpoint missed it too, now) a margin over it.
+        limit_ms = max(budget_ms, CONTROL_RATIO * (control or 0.0))
+        seen = (
+            ""
+            if control is None
+            else f"; the kit's uncached endpoint under the same load: p95 {control:.0f} ms, so "
+            f"the limit is {limit_ms:.0f} ms"
+        )
         p95 = result.p95_ms
         waiting = (result.arrivals or {}).get("unfinished", 0)
         measured = (
             f"open loop, {ARRIVAL_RATE:g} requests/s for {DURATION_S} s over {LOAD_DOCUMENTS} "
             f"new documents, LLM latency {LATENCY_S:g} s: {result.requests} answered, p95 "
             f"{p95 or 0:.0f} ms, {result.error_rate:.0%} errors, {waiting} still waiting at the "
-            f"end, {load_calls} LLM calls"
+            f"end, {load_calls} LLM calls{seen}"
         )
         if result.requests == 0 or result.error_rate > 0:
             kinds = ", ".join(f"{k} × {n}" for k, n in result.errors_by_kind.items())
@@ -386,8 +533,8 @@ async def complete(messages, *, model):
                 "the budget allows none.",
                 evidence=f"{measured}\n" + (numbered(log) or ""),
             )
-        # Little's law: with answers within the budget, at most rate × budget are in flight.
-        in_flight_bound = ARRIVAL_RATE * P95_RATIO * LATENCY_S
+        # Little's law: with answers within the limit, at most rate × limit are in flight.
+        in_flight_bound = ARRIVAL_RATE * limit_ms / 1000
         if waiting > in_flight_bound:
             raise Incorrect(
                 f"Under load {waiting} requests were still waiting when the run ended; with "
@@ -399,17 +546,54 @@ async def complete(messages, *, model):
             )
         if p95 is None or p95 > limit_ms:
             raise Incorrect(
-                f"p95 under load is {p95 or 0:.0f} ms, over the budget of {P95_RATIO:g} × "
-                f"{LATENCY_S:g} s = {limit_ms:.0f} ms: requests queued behind each other. Is "
-                "one lock (or a blocking call) making different prompts wait in turn?",
+                f"p95 under load is {p95 or 0:.0f} ms, over the limit of {limit_ms:.0f} ms "
+                f"(the budget {P95_RATIO:g} × {LATENCY_S:g} s{seen}): requests queued behind "
+                "each other. Is one lock (or a blocking call) making different prompts wait "
+                "in turn?",
                 evidence=measured,
             )
         calls = "call" if burst.upstream == 1 else "calls"
         return (
             f"{burst.n} identical requests at once cost {burst.upstream} LLM {calls}; "
             f"`?model={OTHER_MODEL}` got its own answer; under load ({measured}) p95 stays "
-            f"within {P95_RATIO:g} × latency_s = {limit_ms:.0f} ms."
+            f"within {limit_ms:.0f} ms."
         )
+
+
+async def _control_p95(llm: Any, docs: list[Any]) -> float | None:
+    """p95 of the kit's uncached summary endpoint under 08.2's load, on the lab's mock, now."""
+    from django.test import override_settings
+
+    from labkit import reference
+    from labkit.steps import capstone as c
+
+    with override_settings(LLM_BASE_URL=llm.base_url):
+        async with c.served(reference.document_summary) as s:
+            result = await c.load(
+                s,
+                docs,
+                arrival_rate=ARRIVAL_RATE,
+                duration_s=DURATION_S,
+                latency_s=LATENCY_S,
+                label="check 08.2 control",
+            )
+    return result.p95_ms
+
+
+def _endpoint_beside(complete: Any) -> Any:
+    """The learner's `summary` view (08.1), from where `complete` is defined; None if absent.
+
+    Not a parameter of 08.2's `evaluate`: the grader forgets an exercise's names between the
+    variants it proves, and 08.1's view must stay defined for 08.2.
+    """
+    from labkit.exercises.remote import Remote, RemoteNamespace
+
+    if isinstance(complete, Remote):
+        names = RemoteNamespace(complete.channel)
+        return names["summary"] if "summary" in names else None
+    from labkit.exercises.namespace import user_namespace
+
+    return user_namespace().get("summary")
 
 
 def _numbered_sql(sql: list[str], limit: int = 12) -> str:
