@@ -46,3 +46,45 @@ def test_outside_a_kernel_progress_is_text_or_nothing() -> None:
     assert isinstance(quiet, NullProgress)
     quiet.update(Snapshot(1, 2, 0, 0, 0.0, None))
     quiet.close("done")
+
+
+def test_bar_colours_follow_meaning() -> None:
+    from labkit.load import LoadResult
+    from labkit.load.progress import outcome
+
+    def run(n: int, errors: int = 0) -> LoadResult:
+        ok = [Timing(1000 + i * 0.01, 100.0, 200, None, 1, "/") for i in range(n)]
+        bad = [Timing(1001 + i * 0.01, 5.0, 500, "http_500", 1, "/") for i in range(errors)]
+        return LoadResult.from_timings(ok + bad, scenario="chat", users=10, duration_s=5)
+
+    assert outcome(run(200)) == "success"
+    few = run(5)
+    assert few.warnings and few.errors == 0
+    assert outcome(few) == "warning"  # amber, never red, for a run without errors
+    assert outcome(run(200, errors=1)) == "danger"
+    assert outcome(run(0, errors=50)) == "danger"
+
+
+def test_live_chart_draws_the_run_so_far() -> None:
+    from labkit.load.chart import live_chart_svg
+
+    history = [
+        Snapshot(1.0, 10.0, 10, 0, 9.5, 300.0, 210.0, 4.0),
+        Snapshot(2.0, 10.0, 30, 0, 19.0, 320.0, 220.0, 8.0),
+        Snapshot(3.0, 10.0, 55, 2, 24.0, 400.0, 230.0, 9.0),
+    ]
+    svg = live_chart_svg(history, 3)
+    assert svg.startswith("<svg") and "data-updates='3'" in svg
+    assert svg.count("<polyline") == 2  # rps and p95
+    assert "rps 24.0 · p50_ms 230 · p95_ms 400 · errors 2 · in flight ≈9" in svg
+    assert "#c62828" in svg  # errors turn the headline red
+    assert "<polyline" not in live_chart_svg([], 0)
+
+
+def test_snapshot_estimates_requests_in_flight() -> None:
+    live = LiveStats()
+    live.add([Timing(100.0 + i * 0.1, 500.0, 200, None, 1, "/") for i in range(30)])
+    snap = live.snapshot(now=103.5, elapsed_s=10.0, total_s=20.0)
+    # 30 answers in the 3 s window, 0.5 s each: about 5 in flight (Little's law).
+    assert snap.in_flight == 30 / 3.0 * 0.5
+    assert "in flight ≈5" in snap.line()

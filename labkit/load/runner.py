@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from labkit.load.progress import LiveStats, Progress, make_progress
-from labkit.load.results import LATE_MS, SATURATED_CPU, LoadResult, Sweep, Timing
+from labkit.load.machine import MachineMeter
+from labkit.load.progress import LiveStats, Progress, make_progress, outcome
+from labkit.load.results import LoadResult, Sweep, Timing
 from labkit.load.scenarios import Scenario, resolve_scenario
+from labkit.load.trust import LATE_MS, SATURATED_CPU
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 TAKEHOME_LOCUSTFILE = Path(__file__).parent / "templates" / "locustfile_takehome.py"
@@ -240,12 +242,14 @@ class _LocustRun:
         self.cpu_samples: dict[int, list[float]] = {}
         self.started_at: float | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+        self.machine = MachineMeter()
         self.overran = False
         self.closed = False
 
     def start(self) -> None:
         self.launched = time.time()
         self.deadline = self.launched + self.plan.duration_s + GRACE_S
+        self.machine.start()
         with (
             (self.workdir / "stdout.txt").open("wb") as out,
             (self.workdir / "stderr.txt").open("wb") as err,
@@ -266,6 +270,7 @@ class _LocustRun:
         assert self.proc is not None
         self._take()
         self._sample_cpu()
+        self.machine.sample()
         now = time.time()
         elapsed = now - self.started_at if self.started_at else 0.0
         self.progress.update(self.live.snapshot(now, elapsed, float(self.plan.duration_s)))
@@ -334,7 +339,7 @@ class _LocustRun:
         if self.records and refused == len(self.records):
             raise LoadError(f"{self.plan.base} refused all {refused} connections during the run.")
         result = self._result(stderr)
-        self.progress.close(_summary(result), ok=not result.warnings)
+        self.progress.close(_summary(result), outcome(result))
         self.closed = True
         return result
 
@@ -373,6 +378,7 @@ class _LocustRun:
             processes=plan.processes,
             arrivals=self._arrivals(),
             generator_cpu=generator_cpu,
+            machine=self.machine.stop(),
             notes=self.notes,
         )
 
@@ -412,11 +418,13 @@ class _LocustRun:
         """Stop Locust if it still runs (an error, Ctrl-C, a cancelled task) and tidy up."""
         self.kill()
         if not self.closed:
-            self.progress.close("stopped without a result", ok=False)
+            self.progress.close("stopped without a result", "danger")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _summary(result: LoadResult) -> str:
+    if result.failed:
+        return f"failed: {result.errors} of {result.requests} requests were errors"
     p95 = "—" if result.p95_ms is None else f"{result.p95_ms:.0f}"
     bound = "" if result.bound_rps is None else f" (bound_rps {result.bound_rps:.1f})"
     return (
