@@ -94,9 +94,11 @@ def _tree_cpu(root: psutil.Process, seen: dict[int, float]) -> float:
 
 
 def _machine_busy_s() -> float:
-    times = psutil.cpu_times()
-    idle = times.idle + getattr(times, "iowait", 0.0)
-    return sum(times) - idle
+    """CPU seconds all CPUs spent busy since boot (steal included: another VM had them)."""
+    times = psutil.cpu_times()._asdict()
+    # Linux counts guest time inside user time already; idle and iowait are not busy.
+    skip = ("idle", "iowait", "guest", "guest_nice")
+    return sum(v for k, v in times.items() if k not in skip)
 
 
 class MachineMeter:
