@@ -423,6 +423,8 @@ class _LocustRun:
 
 
 def _summary(result: LoadResult) -> str:
+    if not result.requests:
+        return "failed: no request completed"
     if result.failed:
         return f"failed: {result.errors} of {result.requests} requests were errors"
     p95 = "—" if result.p95_ms is None else f"{result.p95_ms:.0f}"
