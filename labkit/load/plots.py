@@ -150,7 +150,7 @@ def plot_comparison(comparison: Comparison) -> Figure:
     if comparison.failure:
         fig.suptitle(_wrap(comparison.failure), fontsize=9, color=ERROR_COLOR)
     else:
-        fig.suptitle(str(comparison).splitlines()[0], fontsize=9)
+        fig.suptitle(_wrap(str(comparison).splitlines()[0], 160), fontsize=9)
     return fig
 
 
@@ -194,7 +194,11 @@ def plot_sweep(sweep: Sweep) -> Figure:
     latency.set_ylim(bottom=0)
     latency.legend(fontsize=8)
     if sweep.results:
-        fig.suptitle(f"Sweep over {sweep.parameter}: {sweep.results[0].scenario}", fontsize=10)
+        failed = [r for r in sweep.results if r.failed]
+        title = f"Sweep over {sweep.parameter}: {sweep.results[0].scenario}"
+        if failed:
+            title = f"{len(failed)} of {len(sweep.results)} runs failed. {title}"
+        fig.suptitle(_wrap(title, 150), fontsize=10, color=ERROR_COLOR if failed else "black")
     return fig
 
 
@@ -211,4 +215,4 @@ def _title(result: LoadResult) -> str:
     p95 = "—" if result.p95_ms is None else f"{result.p95_ms:.0f}"
     bound = "" if result.bound_rps is None else f" of bound_rps {result.bound_rps:.1f}"
     head = f"{result.label}: " if result.label else ""
-    return f"{head}{result.describe()}\nrps {result.rps:.1f}{bound} · p95_ms {p95}"
+    return f"{_wrap(head + result.describe(), 150)}\nrps {result.rps:.1f}{bound} · p95_ms {p95}"
