@@ -69,22 +69,27 @@ def test_live_chart_draws_the_run_so_far() -> None:
     from labkit.load.chart import live_chart_svg
 
     history = [
-        Snapshot(1.0, 10.0, 10, 0, 9.5, 300.0, 210.0, 4.0),
-        Snapshot(2.0, 10.0, 30, 0, 19.0, 320.0, 220.0, 8.0),
-        Snapshot(3.0, 10.0, 55, 2, 24.0, 400.0, 230.0, 9.0),
+        Snapshot(1.0, 10.0, 10, 0, 9.5, 300.0, 210.0, 4),
+        Snapshot(2.0, 10.0, 30, 0, 19.0, 320.0, 220.0, 8),
+        Snapshot(3.0, 10.0, 55, 2, 24.0, 400.0, 230.0, 9),
     ]
     svg = live_chart_svg(history, 3)
     assert svg.startswith("<svg") and "data-updates='3'" in svg
     assert svg.count("<polyline") == 2  # rps and p95
-    assert "rps 24.0 · p50_ms 230 · p95_ms 400 · errors 2 · in flight ≈9" in svg
+    assert "rps 24.0 · p50_ms 230 · p95_ms 400 · errors 2 · in flight 9" in svg
     assert "#c62828" in svg  # errors turn the headline red
     assert "<polyline" not in live_chart_svg([], 0)
 
 
-def test_snapshot_estimates_requests_in_flight() -> None:
+def test_in_flight_is_what_the_generators_last_reported() -> None:
     live = LiveStats()
-    live.add([Timing(100.0 + i * 0.1, 500.0, 200, None, 1, "/") for i in range(30)])
-    snap = live.snapshot(now=103.5, elapsed_s=10.0, total_s=20.0)
-    # 30 answers in the 3 s window, 0.5 s each: about 5 in flight (Little's law).
-    assert snap.in_flight == 30 / 3.0 * 0.5
-    assert "in flight ≈5" in snap.line()
+    assert live.snapshot(now=1.0, elapsed_s=1.0, total_s=5.0).in_flight is None
+    live.in_flight([
+        {"e": "flight", "t": 1.0, "p": 11, "n": 20},
+        {"e": "flight", "t": 1.0, "p": 12, "n": 7},
+        {"e": "start", "t": 0.5},
+        {"e": "flight", "t": 1.25, "p": 11, "n": 18},
+    ])  # fmt: skip
+    snap = live.snapshot(now=1.5, elapsed_s=1.5, total_s=5.0)
+    assert snap.in_flight == 25  # 18 + 7: each process's latest count
+    assert "in flight 25" in snap.line()

@@ -370,3 +370,37 @@ def test_sweep_over_users_follows_the_bound(serve) -> None:
     assert [r.bound_rps for r in result.results] == pytest.approx([20, 60])
     low, high = (r.rps for r in result.results)
     assert high > 2 * low, (low, high)
+
+
+def test_live_progress_counts_requests_in_flight(serve) -> None:
+    from labkit.load.progress import Snapshot
+    from labkit.load.runner import POLL_S, LoadPlan, _LocustRun
+    from labkit.load.scenarios import resolve_scenario
+
+    class Capture:
+        def __init__(self) -> None:
+            self.snapshots: list[Snapshot] = []
+            self.closed: list[str] = []
+
+        def update(self, snapshot: Snapshot) -> None:
+            self.snapshots.append(snapshot)
+
+        def close(self, summary: str, outcome: str = "success") -> None:
+            self.closed.append(outcome)
+
+    server = serve(delay_s=0.5)
+    progress = Capture()
+    run = _LocustRun(
+        LoadPlan(server.url, resolve_scenario("chat"), users=8, duration_s=3), progress
+    )
+    try:
+        run.start()
+        while not run.poll():
+            time.sleep(POLL_S)
+        result = run.finish()
+    finally:
+        run.cleanup()
+    counts = [s.in_flight for s in progress.snapshots if s.in_flight is not None]
+    # 8 users, each always waiting on a 0.5 s answer: the generator says so while it runs.
+    assert counts and 6 <= max(counts) <= 8, counts
+    assert progress.closed == ["success" if not result.warnings else "warning"]

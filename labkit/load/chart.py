@@ -62,7 +62,7 @@ def live_chart_svg(history: Sequence[Snapshot], updates: int) -> str:
     else:
         p50 = "—" if last.p50_ms is None else f"{last.p50_ms:.0f}"
         p95 = "—" if last.p95_ms is None else f"{last.p95_ms:.0f}"
-        flight = "—" if last.in_flight is None else f"≈{last.in_flight:.0f}"
+        flight = "—" if last.in_flight is None else str(last.in_flight)
         headline = (
             f"rps {last.rps:.1f} · p50_ms {p50} · p95_ms {p95} · errors {last.errors} · "
             f"in flight {flight}"

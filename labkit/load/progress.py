@@ -41,11 +41,11 @@ class Snapshot:
     rps: float
     p95_ms: float | None
     p50_ms: float | None = None
-    in_flight: float | None = None  # Little's law over the window: rate x mean response time
+    in_flight: int | None = None  # sent and not yet answered, as the generators last said
 
     def line(self) -> str:
         p95 = "—" if self.p95_ms is None else f"{self.p95_ms:.0f}"
-        flight = "" if self.in_flight is None else f"  in flight ≈{self.in_flight:.0f}"
+        flight = "" if self.in_flight is None else f"  in flight {self.in_flight}"
         return (
             f"{self.elapsed_s:4.0f}/{self.total_s:.0f} s  {self.requests} requests  "
             f"{self.rps:.1f} rps  p95_ms {p95}  errors {self.errors}{flight}"
@@ -59,6 +59,13 @@ class LiveStats:
         self.requests = 0
         self.errors = 0
         self.recent: deque[Timing] = deque()
+        self.flight: dict[int, int] = {}  # generator pid -> requests in flight
+
+    def in_flight(self, events: list[dict[str, Any]]) -> None:
+        """Take the generators' latest in-flight counts from their `flight` events."""
+        for event in events:
+            if event.get("e") == "flight":
+                self.flight[int(event["p"])] = int(event["n"])
 
     def add(self, records: list[Timing]) -> None:
         for record in records:
@@ -72,10 +79,7 @@ class LiveStats:
         window = min(WINDOW_S, max(elapsed_s, 0.5))
         ok = sum(1 for r in self.recent if r.ok)
         cuts = latency_percentiles([r.ms for r in self.recent])
-        in_flight = None
-        if self.recent:
-            mean_s = sum(r.ms for r in self.recent) / len(self.recent) / 1000
-            in_flight = len(self.recent) / window * mean_s
+        in_flight = sum(self.flight.values()) if self.flight else None
         return Snapshot(
             elapsed_s,
             total_s,

@@ -291,6 +291,7 @@ class _LocustRun:
         self.records += records
         self.events += events
         self.live.add(records)
+        self.live.in_flight(events)
         if self.started_at is None:
             starts = [e["t"] for e in self.events if e["e"] == "start"]
             if starts or records:
