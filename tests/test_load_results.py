@@ -128,13 +128,20 @@ def test_warns_on_too_few_requests() -> None:
     assert "duration_s" in r.warnings[0]  # says what to do about it
 
 
-def test_every_sizes_shortest_open_run_meets_the_request_threshold() -> None:
-    # The fewest requests a notebook's own run makes: 06's open loop under the ceiling, at
-    # 0.75 x capacity (quick: 4 threads / 0.5 s), for quick's 4 s; the default's 2/s for 12 s.
-    for rate, duration_s in ((0.75 * 4 / 0.5, 4), (0.5 * 4 / 1.0, 12)):
-        n = int(rate * duration_s)
+def test_every_sizes_shortest_open_run_meets_the_request_threshold(monkeypatch) -> None:
+    # The fewest requests a notebook's own run makes: 06's open loop under the sync ceiling
+    # (threads / latency_s): 0.75 x it at quick size, 0.5 x it otherwise, for duration_s.
+    from labkit.load.trust import MIN_REQUESTS
+    from labkit.sizing import sizes
+
+    for mode, share in (("quick", 0.75), ("default", 0.5), ("workshop", 0.5)):
+        monkeypatch.setenv("LAB_SIZE", mode)
+        size = sizes()
+        rate = share * size.threads / size.latency_s
+        n = int(rate * size.duration_s)
+        assert n >= MIN_REQUESTS, (mode, n)
         r = result(n, every_s=1 / rate, mode="open", arrival_rate=rate, users=None)
-        assert not any("Only" in w for w in r.warnings), (rate, duration_s, r.warnings)
+        assert not any("Only" in w for w in r.warnings), (mode, r.warnings)
 
 
 def test_a_run_of_errors_says_so_first_and_shows_no_efficiency() -> None:
