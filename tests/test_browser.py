@@ -46,7 +46,7 @@ CHROMIUM_FLAGS = [
 # The steps the test runs, and what each solved notebook must show in the browser.
 EXPECTED = {
     "02_async_views.ipynb": {"progress", "plot", "correct"},
-    "06_load_testing.ipynb": {"progress", "plot", "correct"},
+    "06_load_testing.ipynb": {"progress", "plot", "correct", "explorer"},
 }
 SERVER_START_S = 60
 # 06 at LAB_SIZE=quick is a dozen short load runs: about 3 minutes on a busy 2-CPU machine.
@@ -184,6 +184,8 @@ def test_a_solved_step_runs_in_jupyterlab_with_widgets_plots_and_checks(jupyter_
             run_all(page)
             prompts, redraws = wait_until_done(page, shot)
             seen = look(page)
+            if "explorer" in expected:
+                seen["explored"] = explore(page)
             if seen["progress"]:  # the load run's live widget, as it ended
                 bar = page.locator(PROGRESS).first.locator(
                     "xpath=ancestor::div[contains(@class, 'jp-OutputArea-child')]"
@@ -217,6 +219,10 @@ def test_a_solved_step_runs_in_jupyterlab_with_widgets_plots_and_checks(jupyter_
         assert seen["runs"] and all(run["errors"] is not None for run in seen["runs"])
     if "plot" in expected:
         assert seen["plots"] >= 1, "no image/png plot rendered"
+    if "explorer" in expected:
+        assert re.search(r"measured \d+(\.\d+)? rps of a bound of", seen["explored"]), (
+            f"the explorer's button measured nothing: {seen['explored']!r}"
+        )
     if "correct" in expected:
         verdicts = re.findall(VERDICT, seen["text"], re.M)
         assert verdicts, "no check printed a verdict"
@@ -276,6 +282,16 @@ def wait_until_done(page, shot: Path) -> tuple[list[str], dict[int, int]]:
 def tracebacks(page) -> list[str]:
     texts = page.eval_on_selector_all(STDERR, "els => els.map(e => e.innerText)")
     return [text for text in texts if TRACEBACK in text]
+
+
+def explore(page) -> str:
+    """Click the Little's-law explorer's button; return its status once the run is done."""
+    button = page.locator(".jp-OutputArea button:has-text('measure this point')").first
+    button.scroll_into_view_if_needed()
+    button.click()
+    status = button.locator("xpath=following-sibling::*[1]")
+    status.filter(has_text=re.compile("measured |failed|rror")).wait_for(timeout=90_000)
+    return status.inner_text()
 
 
 def live_runs(page) -> list[dict]:
