@@ -45,7 +45,7 @@ CHROMIUM_FLAGS = [
 ]
 # The steps the test runs, and what each solved notebook must show in the browser.
 EXPECTED = {
-    "02_async_views.ipynb": {"progress", "plot", "correct"},
+    "02_async_views.ipynb": {"progress", "plot", "correct", "reload"},
     "06_load_testing.ipynb": {"progress", "plot", "correct", "explorer"},
 }
 SERVER_START_S = 60
@@ -186,6 +186,8 @@ def test_a_solved_step_runs_in_jupyterlab_with_widgets_plots_and_checks(jupyter_
             seen = look(page)
             if "explorer" in expected:
                 seen["explored"] = explore(page)
+            if "reload" in expected:
+                seen["after_reload"] = reload(page)
             if seen["progress"]:  # the load run's live widget, as it ended
                 bar = page.locator(PROGRESS).first.locator(
                     "xpath=ancestor::div[contains(@class, 'jp-OutputArea-child')]"
@@ -219,6 +221,10 @@ def test_a_solved_step_runs_in_jupyterlab_with_widgets_plots_and_checks(jupyter_
         assert seen["runs"] and all(run["errors"] is not None for run in seen["runs"])
     if "plot" in expected:
         assert seen["plots"] >= 1, "no image/png plot rendered"
+    if "reload" in expected:
+        widgets, images = seen["after_reload"]
+        assert widgets >= 1, "after a save and a page reload no live widget was drawn again"
+        assert images >= 1, "after a save and a page reload no plot was drawn again"
     if "explorer" in expected:
         assert re.search(r"measured \d+(\.\d+)? rps of a bound of", seen["explored"]), (
             f"the explorer's button measured nothing: {seen['explored']!r}"
@@ -282,6 +288,21 @@ def wait_until_done(page, shot: Path) -> tuple[list[str], dict[int, int]]:
 def tracebacks(page) -> list[str]:
     texts = page.eval_on_selector_all(STDERR, "els => els.map(e => e.innerText)")
     return [text for text in texts if TRACEBACK in text]
+
+
+def reload(page) -> tuple[int, int]:
+    """Save, reload the page, and count the live widgets and plots drawn again."""
+    page.keyboard.press("Control+s")
+    page.wait_for_selector(".jp-NotebookPanel-toolbar", timeout=10_000)
+    time.sleep(2)  # the save round trip; the dirty marker is not reliable to wait on
+    page.reload()
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-StatusBar-Widget:has-text('Idle')", timeout=60_000)
+    try:
+        page.wait_for_selector(PROGRESS, timeout=30_000)
+    except Exception:  # noqa: BLE001 - counted as none below
+        pass
+    return page.locator(PROGRESS).count(), page.locator(PLOT).count()
 
 
 def explore(page) -> str:
