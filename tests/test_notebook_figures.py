@@ -88,3 +88,7 @@ def test_every_drawing_cell_shows_an_image(path: Path, tmp_path: Path) -> None:
         and "image/png" not in output.get("data", {})
     ]
     assert not as_text, f"{path.name}: cells {as_text} show a figure as text"
+    # The closing clean-up cell stops servers and services quietly: no stray value printed.
+    cleanup = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("stop_all()")]
+    for cell in cleanup:
+        assert not cell.get("outputs"), f"{path.name}: the clean-up cell shows {cell.outputs}"
