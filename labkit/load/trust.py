@@ -25,9 +25,8 @@ SATURATED_CPU = 85.0
 # Tolerated share of open-loop arrivals leaving late before we distrust the clock.
 MAX_LATE_SHARE = 0.01
 # An open-loop arrival leaving later than this after its slot counts as late.
-LATE_MS = (
-    100.0  # A run under this share of its Little's-law bound is far below it: say why, if we know.
-)
+LATE_MS = 100.0
+# A run under this share of its Little's-law bound is far below it: say why, if we know.
 FAR_BELOW_BOUND = 0.5
 
 
