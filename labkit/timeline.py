@@ -47,7 +47,7 @@ def _spans(timings: Iterable[Any]) -> list[_Span]:
                 "Pass server.timings (or dicts with those keys)."
             ) from exc
         spans.append(span)
-    return sorted(spans)
+    return sorted(spans, key=lambda span: span[:3])  # by time; status may be missing
 
 
 def _status(record: Any) -> int | None:
