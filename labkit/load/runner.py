@@ -430,10 +430,11 @@ def _summary(result: LoadResult) -> str:
         return f"failed: {result.errors} of {result.requests} requests were errors"
     p95 = "—" if result.p95_ms is None else f"{result.p95_ms:.0f}"
     bound = "" if result.bound_rps is None else f" (bound_rps {result.bound_rps:.1f})"
+    n = len(result.warnings)
+    warned = f", {n} warning{'s' if n > 1 else ''} below" if n else ""
     return (
         f"done: {result.requests} requests, {result.rps:.1f} rps{bound}, p95_ms {p95}, "
-        f"errors {result.errors}"
-        + (f", {len(result.warnings)} warnings" if result.warnings else "")
+        f"errors {result.errors}{warned}"
     )
 
 
