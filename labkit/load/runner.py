@@ -431,7 +431,7 @@ def _summary(result: LoadResult) -> str:
     p95 = "—" if result.p95_ms is None else f"{result.p95_ms:.0f}"
     bound = "" if result.bound_rps is None else f" (bound_rps {result.bound_rps:.1f})"
     n = len(result.warnings)
-    warned = f", {n} warning{'s' if n > 1 else ''} below" if n else ""
+    warned = f", {n} warning{'s' if n > 1 else ''}" if n else ""
     return (
         f"done: {result.requests} requests, {result.rps:.1f} rps{bound}, p95_ms {p95}, "
         f"errors {result.errors}{warned}"
