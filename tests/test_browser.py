@@ -233,6 +233,8 @@ def test_a_solved_step_runs_in_jupyterlab_with_widgets_plots_and_checks(jupyter_
         verdicts = re.findall(VERDICT, seen["text"], re.M)
         assert verdicts, "no check printed a verdict"
         assert set(verdicts) == {"Correct"}, verdicts
+        # Correct is green on the page (JupyterLab's sanitizer keeps the colour), not plain.
+        assert seen["verdict_colours"] and set(seen["verdict_colours"]) == {GREEN}, seen
 
 
 PLOT = ".jp-OutputArea .jp-RenderedImage img[src^='data:image/png']"
@@ -243,6 +245,7 @@ TRACEBACK = "Traceback (most recent call last)"
 # A verdict, after its mark (✔, ✘, ...): labkit.exercises.richtext.VERDICTS.
 VERDICT = r"^(?:\S )?(Correct|Incorrect|Not attempted yet|Check error|Timed out) ·"
 LIVE = ".jp-OutputArea .labkit-live"
+GREEN = "rgb(46, 125, 50)"  # richtext.VERDICTS["Correct"], #2e7d32
 # The live chart's redraw counter, per chart, as the page shows it now.
 REDRAWS = (
     "els => els.map(e => { const c = e.querySelector('.labkit-live-chart');"
@@ -331,6 +334,11 @@ def live_runs(page) -> list[dict]:
 def look(page) -> dict:
     """What the learner sees in the outputs: widgets, plots, errors and text."""
     return {
+        "verdict_colours": page.eval_on_selector_all(
+            ".jp-RenderedMarkdown span",
+            "els => els.filter(e => /^. (Correct|Incorrect)$/.test(e.innerText.trim()))"
+            ".map(e => getComputedStyle(e).color)",
+        ),
         "runs": live_runs(page),
         "progress": page.locator(PROGRESS).count(),
         "plots": page.locator(PLOT).count(),
