@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "ensure_service": "labkit.services",
     "in_worker_thread": "labkit.boot",
     "littles_law_bound": "labkit.load",
+    "littles_law_explorer": "labkit.load",
     "measure": "labkit.meters",
     "mock_llm": "labkit.boot",
     "overlap": "labkit.timeline",

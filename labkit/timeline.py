@@ -8,6 +8,8 @@ async one draws bars that all overlap. The picture makes blocking visible at a g
 
 from __future__ import annotations
 
+import textwrap
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -19,6 +21,7 @@ __all__ = ["compare_timelines", "overlap", "plot_timeline", "summary"]
 
 WAITING_COLOUR = "#f2a541"  # amber: time spent queued, the cost of blocking
 SERVED_COLOUR = "#2f6db5"  # blue: time the app spent on the request
+FAILED_COLOUR = "#c62828"  # red: a title that says the requests failed
 # Waits shorter than this are accept/dispatch overhead, not queueing worth pointing out.
 WAIT_THRESHOLD_S = 0.01
 
@@ -27,6 +30,7 @@ class _Span(NamedTuple):
     accepted_at: float
     started_at: float
     finished_at: float
+    status: int | None = None  # the response's status, when the record has one
 
 
 def _spans(timings: Iterable[Any]) -> list[_Span]:
@@ -36,14 +40,34 @@ def _spans(timings: Iterable[Any]) -> list[_Span]:
         get = record.get if isinstance(record, Mapping) else record.__getattribute__
         try:
             span = _Span(float(get("accepted_at")), float(get("started_at")),
-                         float(get("finished_at")))  # fmt: skip
+                         float(get("finished_at")), _status(record))  # fmt: skip
         except (AttributeError, KeyError, TypeError) as exc:
             raise TypeError(
                 f"A timing record needs accepted_at, started_at and finished_at; got {record!r}. "
                 "Pass server.timings (or dicts with those keys)."
             ) from exc
         spans.append(span)
-    return sorted(spans)
+    return sorted(spans, key=lambda span: span[:3])  # by time; status may be missing
+
+
+def _status(record: Any) -> int | None:
+    status = (
+        record.get("status") if isinstance(record, Mapping) else getattr(record, "status", None)
+    )
+    return None if status is None else int(status)
+
+
+def _failures(spans: Sequence[_Span]) -> str | None:
+    """Say first when most requests failed: the bars then show failures, not the view."""
+    failed = Counter(s.status for s in spans if s.status is not None and not 100 <= s.status < 400)
+    n = sum(failed.values())
+    if not spans or n * 2 <= len(spans):
+        return None
+    codes = ", ".join(f"{code or 'no response'} ×{count}" for code, count in failed.most_common())
+    return (
+        f"{n} of {len(spans)} requests failed ({codes}): these bars show failures, not the "
+        "view serving."
+    )
 
 
 def overlap(timings: Iterable[Any]) -> int:
@@ -87,10 +111,12 @@ def _summary(spans: Sequence[_Span]) -> str:
     waits = [s.started_at - s.accepted_at for s in spans]
     waited = [w for w in waits if w > WAIT_THRESHOLD_S]
     wait_text = f"{len(waited)} waited (longest {max(waits):.2f} s)" if waited else "none waited"
-    return (
+    text = (
         f"{len(spans)} requests over {elapsed:.2f} s; at most {_peak(spans)} "
         f"served at once; {wait_text}."
     )
+    failures = _failures(spans)
+    return f"{failures} {text}" if failures else text
 
 
 def plot_timeline(
@@ -130,17 +156,14 @@ def compare_timelines(
 
 
 def _figure(rows: list[int]) -> tuple[Any, ...]:
-    """A figure sized for the bars, closed in pyplot so Jupyter shows it once (as returned)."""
-    import matplotlib.pyplot as plt
+    """A figure sized for the bars, outside pyplot, that Jupyter shows as a PNG."""
+    from labkit.load.plots import new_figure
 
     heights = [min(max(1.6, 0.22 * n + 1.0), 6.0) for n in rows]
-    figure, axes = plt.subplots(
-        len(rows), 1, sharex=True, squeeze=False, figsize=(9, sum(heights) + 0.6),
-        gridspec_kw={"height_ratios": heights}, layout="constrained",
-    )  # fmt: skip
-    # Without close, the inline backend would draw the figure at the end of the cell and
-    # again as the cell's value; pyplot would also keep every figure alive for the session.
-    plt.close(figure)
+    figure = new_figure(figsize=(9, sum(heights) + 0.6))
+    axes = figure.subplots(
+        len(rows), 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights}
+    )
     return (figure, *axes[:, 0])
 
 
@@ -167,7 +190,13 @@ def _draw(ax: Axes, spans: list[_Span], title: str) -> None:
     ax.set_ylabel("request")
     ax.set_xlabel("seconds since the first request arrived")
     ax.xaxis.set_tick_params(labelbottom=True)
-    ax.set_title(f"{title}: {_summary(spans)}", fontsize=10, loc="left")
+    failures = _failures(spans)
+    ax.set_title(
+        "\n".join(textwrap.wrap(f"{title}: {_summary(spans)}", 110)),
+        fontsize=10,
+        loc="left",
+        color=FAILED_COLOUR if failures else "black",
+    )
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     # Upper right stays empty in both shapes: a staircase runs down-right, overlap runs down.
     ax.legend(loc="upper right", fontsize=8)

@@ -8,10 +8,10 @@ EXPECTED = [
     "ASGIServer", "Lab", "LoadResult", "Measurement", "MockLLM", "QueryLog", "SingleFlight",
     "Sizes", "WSGIServer", "add_database", "allow_asyncio_run", "arun_load", "backend_peak",
     "boot", "close_pools", "compare", "compare_timelines", "connection_peak", "count_hops",
-    "count_queries", "ensure_service", "in_worker_thread", "littles_law_bound", "measure",
-    "mock_llm", "overlap", "plot_timeline", "rate_sweep", "release_services", "routed_to",
-    "run_load", "serve_asgi", "serve_gunicorn", "serve_uvicorn", "serve_wsgi", "sizes",
-    "stop_all", "sweep", "track_requests",
+    "count_queries", "ensure_service", "in_worker_thread", "littles_law_bound",
+    "littles_law_explorer", "measure", "mock_llm", "overlap", "plot_timeline", "rate_sweep",
+    "release_services", "routed_to", "run_load", "serve_asgi", "serve_gunicorn",
+    "serve_uvicorn", "serve_wsgi", "sizes", "stop_all", "sweep", "track_requests",
 ]  # fmt: skip
 
 

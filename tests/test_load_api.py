@@ -27,6 +27,7 @@ def test_exported_members() -> None:
         "compare",
         "latency_percentiles",
         "littles_law_bound",
+        "littles_law_explorer",
         "rate_sweep",
         "run_load",
         "sweep",

@@ -45,3 +45,17 @@ def test_comparison_and_sweep_plots() -> None:
     assert rate.get_xlabel() == "users"
     assert any("bound_rps" in line.get_label() for line in rate.get_lines())
     assert rendered(fig)
+
+
+def test_figures_render_as_png_without_pyplot() -> None:
+    # IPython's own PNG formatter, as a fresh kernel uses it before any backend is active:
+    # a bare Figure gives nothing (it would show as "<Figure size ...>"), ours a PNG.
+    from IPython.core.formatters import PNGFormatter
+
+    from labkit.timeline import plot_timeline
+
+    png = PNGFormatter()
+    assert png(Figure()) is None
+    timeline = plot_timeline([{"accepted_at": 0.0, "started_at": 0.0, "finished_at": 1.0}])
+    for fig in (result(50, 200.0).plot(), timeline):
+        assert png(fig).startswith(b"\x89PNG")

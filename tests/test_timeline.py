@@ -91,3 +91,16 @@ def test_compare_timelines_shares_the_time_scale() -> None:
 def test_a_record_without_times_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="needs accepted_at, started_at and finished_at"):
         overlap([{"path": "/"}])
+
+
+def test_a_timeline_of_failed_requests_says_so_first() -> None:
+    refused = [
+        {"accepted_at": 0.01 * i, "started_at": 0.01 * i, "finished_at": 0.01 * i + 0.005,
+         "status": 403}
+        for i in range(50)
+    ]  # fmt: skip
+    text = summary(refused)
+    assert text.startswith("50 of 50 requests failed (403 ×50): these bars show failures")
+    figure = plot_timeline(refused, title="async view")
+    assert "failed" in figure.axes[0].get_title(loc="left")
+    assert not summary(staircase(12)).startswith("12 of")  # 200s: no such sentence

@@ -12,6 +12,16 @@ from typing import Any
 
 _FENCE = re.compile(r"^```[\w-]*\n(.*?)^```\n?", re.MULTILINE | re.DOTALL)
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+# A check's verdict, by meaning: a mark and a colour, so Correct and Incorrect never look alike
+# (the mark stays where a renderer drops colours).
+VERDICTS = {
+    "Correct": ("✔", "#2e7d32"),  # green
+    "Incorrect": ("✘", "#c62828"),  # red
+    "Not attempted yet": ("○", "#b26a00"),  # amber
+    "Check error": ("!", "#c62828"),
+    "Timed out": ("⏱", "#c62828"),
+}
+_VERDICT = re.compile(r"\A\*\*(" + "|".join(map(re.escape, VERDICTS)) + r")\*\*")
 
 
 class RichText:
@@ -67,6 +77,29 @@ def markdown_to_plain(text: str) -> str:
     return _BOLD.sub(r"\1", text).rstrip()
 
 
+def tint(markdown: str) -> str:
+    """Mark and colour a leading bold verdict ("**Correct**", "**Incorrect**", ...)."""
+
+    def badge(match: re.Match[str]) -> str:
+        mark, colour = VERDICTS[match.group(1)]
+        return f'<span style="color:{colour}">**{mark} {match.group(1)}**</span>'
+
+    return _VERDICT.sub(badge, markdown, count=1)
+
+
+def _tinted(obj: Any) -> dict[str, Any] | None:
+    """The object's display bundle with its verdict tinted, or None if it has no verdict."""
+    bundle_of = getattr(obj, "_repr_mimebundle_", None)
+    if bundle_of is None:
+        return None
+    bundle = dict(bundle_of())
+    markdown = bundle.get("text/markdown")
+    if not isinstance(markdown, str) or not _VERDICT.match(markdown):
+        return None
+    bundle["text/markdown"] = tint(markdown)
+    return bundle
+
+
 def in_ipython() -> bool:
     """True inside IPython (a Jupyter kernel or the terminal shell), where `display` works."""
     if "IPython" not in sys.modules:  # not loaded means not running: skip a slow import
@@ -81,6 +114,10 @@ def show(obj: Any) -> None:
     if in_ipython():
         from IPython.display import display
 
-        display(obj)
+        bundle = _tinted(obj)
+        if bundle is not None:
+            display(bundle, raw=True)  # every other entry (the grader's JSON) passes through
+        else:
+            display(obj)
     else:
         print(str(obj))

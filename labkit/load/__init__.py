@@ -9,6 +9,7 @@ patches the standard library with gevent and hangs Jupyter. It is passed to Locu
 
 from __future__ import annotations
 
+from labkit.load.explorer import littles_law_explorer
 from labkit.load.results import (
     Comparison,
     LoadResult,
@@ -44,6 +45,7 @@ __all__ = [
     "compare",
     "latency_percentiles",
     "littles_law_bound",
+    "littles_law_explorer",
     "rate_sweep",
     "run_load",
     "sweep",

@@ -9,8 +9,9 @@ Record fields: `t` start (epoch s), `ms` response time, `status`, `kind` (None w
 succeeded, else "timeout", "refused", "connection", "http_500", ...), `bytes`, `name`, and
 `rep` (1 when the prompt was drawn from the repeated set) and `lag_ms` (open loop: how late
 the request left compared with its scheduled arrival). Event lines carry `e` instead:
-`start`, `stop`, `drop` (open loop: an arrival not sent because the in-flight cap was full)
-and `arrivals` (open loop: counts when a generator stops).
+`start`, `stop`, `drop` (open loop: an arrival not sent because the in-flight cap was full),
+`arrivals` (open loop: counts when a generator stops) and `flight` (`n` requests of process
+`p` sent and not yet answered, written with every flush, for the live chart).
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ FLUSH_EVERY_S = 0.25
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
+class _Flight:
+    """Requests this process has sent and not yet seen answered."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __enter__(self) -> None:
+        self.n += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.n -= 1
+
+
+FLIGHT = _Flight()
+
+
 class _Sink:
     """Append JSON lines to this process's timings file, flushed a few times a second."""
 
@@ -62,6 +79,7 @@ class _Sink:
     def _flush_forever(self) -> None:
         while True:
             gevent.sleep(FLUSH_EVERY_S)
+            self.write({"e": "flight", "t": time.time(), "p": os.getpid(), "n": FLIGHT.n})
             self.flush()
 
 
@@ -188,7 +206,8 @@ class ClosedUser(FastHttpUser):
     @task
     def send(self) -> None:
         path, kwargs, repeated = self.requests.next()
-        self.client.request(SCENARIO["method"], path, context={"rep": repeated}, **kwargs)
+        with FLIGHT:
+            self.client.request(SCENARIO["method"], path, context={"rep": repeated}, **kwargs)
 
 
 class OpenUser(FastHttpUser):
@@ -242,6 +261,7 @@ class OpenUser(FastHttpUser):
 
     def _send(self, due: float) -> None:
         path, kwargs, repeated = self.requests.next()
-        self.client.request(
-            SCENARIO["method"], path, context={"rep": repeated, "due": due}, **kwargs
-        )
+        with FLIGHT:
+            self.client.request(
+                SCENARIO["method"], path, context={"rep": repeated, "due": due}, **kwargs
+            )

@@ -1,12 +1,14 @@
 """Figures of load runs: latency over time beside its distribution, comparisons, sweeps.
 
-Figures are built with `matplotlib.figure.Figure`, not pyplot, so a cell that returns one
-shows it once and nothing lingers in pyplot's global state between cells.
+Figures are `LabFigure`s, built without pyplot, so nothing lingers in pyplot's global state
+between cells; each renders itself as a PNG, so a cell that returns one shows an image in a
+fresh kernel too (IPython draws a bare `Figure` only once its inline backend is active).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import io
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
@@ -20,13 +22,27 @@ ERROR_COLOR = "#d62728"
 BOUND_COLOR = "#555555"
 
 
+class LabFigure(Figure):
+    """A matplotlib Figure that Jupyter shows as a PNG, whatever backend is active."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def new_figure(**options: Any) -> LabFigure:
+    """A LabFigure with constrained layout; `options` go to Figure (figsize, ...)."""
+    return LabFigure(layout="constrained", **options)
+
+
 def plot_result(result: LoadResult) -> Figure:
     """Latency of every request over the run (left) and its distribution (right)."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    fig = new_figure(figsize=(11, 4))
     over_time, distribution = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     _latency_over_time(over_time, result)
     _distribution(distribution, result)
-    fig.suptitle(_title(result), fontsize=10)
+    fig.suptitle(_title(result), fontsize=10, color=ERROR_COLOR if result.failed else "black")
     return fig
 
 
@@ -100,7 +116,7 @@ def _distribution(ax: Axes, result: LoadResult) -> None:
 
 def plot_comparison(comparison: Comparison) -> Figure:
     """Both latency distributions as ECDFs (left) and both throughputs with bounds (right)."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    fig = new_figure(figsize=(11, 4))
     ecdf, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     runs = [comparison.before, comparison.after]
     names = [r.label or which for r, which in zip(runs, ("before", "after"), strict=True)]
@@ -131,13 +147,16 @@ def plot_comparison(comparison: Comparison) -> Figure:
             )
     bars.set_ylabel("requests per second")
     bars.legend(fontsize=8)
-    fig.suptitle(str(comparison).splitlines()[0], fontsize=9)
+    if comparison.failure:
+        fig.suptitle(_wrap(comparison.failure), fontsize=9, color=ERROR_COLOR)
+    else:
+        fig.suptitle(_wrap(str(comparison).splitlines()[0], 160), fontsize=9)
     return fig
 
 
 def plot_sweep(sweep: Sweep) -> Figure:
     """rps against the swept parameter with the bound line (left); p95 latency (right)."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    fig = new_figure(figsize=(11, 4))
     rate, latency = fig.subplots(1, 2)
     xs = sweep.values
     rate.plot(xs, [r.rps for r in sweep.results], marker="o", color=OK_COLOR, label="rps")
@@ -175,12 +194,25 @@ def plot_sweep(sweep: Sweep) -> Figure:
     latency.set_ylim(bottom=0)
     latency.legend(fontsize=8)
     if sweep.results:
-        fig.suptitle(f"Sweep over {sweep.parameter}: {sweep.results[0].scenario}", fontsize=10)
+        failed = [r for r in sweep.results if r.failed]
+        title = f"Sweep over {sweep.parameter}: {sweep.results[0].scenario}"
+        if failed:
+            title = f"{len(failed)} of {len(sweep.results)} runs failed. {title}"
+        fig.suptitle(_wrap(title, 150), fontsize=10, color=ERROR_COLOR if failed else "black")
     return fig
 
 
+def _wrap(text: str, width: int = 130) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
 def _title(result: LoadResult) -> str:
+    if result.failure:
+        head = f"{result.label}: " if result.label else ""
+        return _wrap(f"{head}{result.failure}")
     p95 = "—" if result.p95_ms is None else f"{result.p95_ms:.0f}"
     bound = "" if result.bound_rps is None else f" of bound_rps {result.bound_rps:.1f}"
     head = f"{result.label}: " if result.label else ""
-    return f"{head}{result.describe()}\nrps {result.rps:.1f}{bound} · p95_ms {p95}"
+    return f"{_wrap(head + result.describe(), 150)}\nrps {result.rps:.1f}{bound} · p95_ms {p95}"

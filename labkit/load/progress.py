@@ -1,18 +1,33 @@
-"""Live progress of a load run: a widget in Jupyter, one rewritten line on a console."""
+"""Live progress of a load run: a small dashboard in Jupyter, one rewritten line on a console.
+
+In Jupyter the dashboard is a progress bar, a status line and a live chart (rps and p95 over
+the run, errors and requests in flight) that update in place while Locust runs. It is shown
+with a display id; when the run ends the display is rewritten as a bundle holding the widget,
+the final line as text and the chart as an SVG image, so JupyterLab keeps the live widget
+(across a page reload too, while the kernel lives) and nbconvert or the grader, which have no
+widget manager, show the text and the picture instead.
+"""
 
 from __future__ import annotations
 
 import html
 import sys
+import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from labkit.load.chart import live_chart_svg
 from labkit.load.results import Timing, latency_percentiles
+
+if TYPE_CHECKING:
+    from labkit.load.results import LoadResult
 
 # Live figures cover the last few seconds, so they show where the run is now,
 # not an average that hides a queue building up.
 WINDOW_S = 3.0
+# ipywidgets' bar styles, by meaning: errors red, warnings amber, success green.
+OUTCOMES = ("success", "warning", "danger")
 
 
 @dataclass
@@ -25,12 +40,15 @@ class Snapshot:
     errors: int
     rps: float
     p95_ms: float | None
+    p50_ms: float | None = None
+    in_flight: int | None = None  # sent and not yet answered, as the generators last said
 
     def line(self) -> str:
         p95 = "—" if self.p95_ms is None else f"{self.p95_ms:.0f}"
+        flight = "" if self.in_flight is None else f"  in flight {self.in_flight}"
         return (
             f"{self.elapsed_s:4.0f}/{self.total_s:.0f} s  {self.requests} requests  "
-            f"{self.rps:.1f} rps  p95_ms {p95}  errors {self.errors}"
+            f"{self.rps:.1f} rps  p95_ms {p95}  errors {self.errors}{flight}"
         )
 
 
@@ -41,6 +59,13 @@ class LiveStats:
         self.requests = 0
         self.errors = 0
         self.recent: deque[Timing] = deque()
+        self.flight: dict[int, int] = {}  # generator pid -> requests in flight
+
+    def in_flight(self, events: list[dict[str, Any]]) -> None:
+        """Take the generators' latest in-flight counts from their `flight` events."""
+        for event in events:
+            if event.get("e") == "flight":
+                self.flight[int(event["p"])] = int(event["n"])
 
     def add(self, records: list[Timing]) -> None:
         for record in records:
@@ -53,14 +78,31 @@ class LiveStats:
             self.recent.popleft()
         window = min(WINDOW_S, max(elapsed_s, 0.5))
         ok = sum(1 for r in self.recent if r.ok)
-        p95 = latency_percentiles([r.ms for r in self.recent])["p95_ms"]
-        return Snapshot(elapsed_s, total_s, self.requests, self.errors, ok / window, p95)
+        cuts = latency_percentiles([r.ms for r in self.recent])
+        in_flight = sum(self.flight.values()) if self.flight else None
+        return Snapshot(
+            elapsed_s,
+            total_s,
+            self.requests,
+            self.errors,
+            ok / window,
+            cuts["p95_ms"],
+            cuts["p50_ms"],
+            in_flight,
+        )
+
+
+def outcome(result: LoadResult) -> str:
+    """The bar's colour for a finished run: danger if any failed, warning if warned, success."""
+    if result.errors or result.failed:
+        return "danger"
+    return "warning" if result.warnings else "success"
 
 
 class Progress(Protocol):
     def update(self, snapshot: Snapshot) -> None: ...
 
-    def close(self, summary: str, ok: bool = True) -> None: ...
+    def close(self, summary: str, outcome: str = "success") -> None: ...
 
 
 class NullProgress:
@@ -69,7 +111,7 @@ class NullProgress:
     def update(self, snapshot: Snapshot) -> None:
         pass
 
-    def close(self, summary: str, ok: bool = True) -> None:
+    def close(self, summary: str, outcome: str = "success") -> None:
         pass
 
 
@@ -95,14 +137,14 @@ class TextProgress:
         bar = "#" * filled + "-" * (self.width - filled)
         self._write(f"{self.title} [{bar}] {snapshot.line()}")
 
-    def close(self, summary: str, ok: bool = True) -> None:
+    def close(self, summary: str, outcome: str = "success") -> None:
         self._write(f"{self.title}: {summary}")
         self.stream.write("\n")
         self.stream.flush()
 
 
 class WidgetProgress:
-    """An IntProgress bar and a label, displayed in the cell's output."""
+    """A live dashboard: progress bar, status line and chart, updated in place."""
 
     steps = 200
 
@@ -110,20 +152,50 @@ class WidgetProgress:
         import ipywidgets
         from IPython.display import display
 
-        self.bar = ipywidgets.IntProgress(value=0, min=0, max=self.steps, description="load")
         self.title = html.escape(title)
-        self.label = ipywidgets.HTML(value=f"{self.title}: starting Locust…")
-        display(ipywidgets.HBox([self.bar, self.label]))
+        self.history: list[Snapshot] = []
+        self.bar = ipywidgets.IntProgress(
+            value=0, min=0, max=self.steps, layout=ipywidgets.Layout(width="260px")
+        )
+        # The line sits under the bar, so a long summary never wraps beside it.
+        self.label = ipywidgets.HTML(value=f"<b>{self.title}</b>: starting Locust…")
+        self.chart = ipywidgets.HTML(value=live_chart_svg([], 0))
+        self.box = ipywidgets.VBox([self.bar, self.label, self.chart])
+        self.box.add_class("labkit-live")
+        self.display_id = uuid.uuid4().hex
+        display(self._bundle("starting Locust…"), raw=True, display_id=self.display_id)
+
+    def _bundle(self, text: str, svg: str | None = None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.box.model_id,
+            },
+            "text/plain": f"{html.unescape(self.title)}: {text}",
+        }
+        if svg:
+            bundle["image/svg+xml"] = svg
+        return bundle
 
     def update(self, snapshot: Snapshot) -> None:
         done = min(1.0, snapshot.elapsed_s / snapshot.total_s) if snapshot.total_s else 1.0
         self.bar.value = int(done * self.steps)
-        self.label.value = f"{self.title}: {html.escape(snapshot.line())}"
+        if snapshot.errors:
+            self.bar.bar_style = "danger"
+        self.label.value = f"<b>{self.title}</b>: {html.escape(snapshot.line())}"
+        if snapshot.requests or self.history:
+            self.history.append(snapshot)
+            self.chart.value = live_chart_svg(self.history, len(self.history))
 
-    def close(self, summary: str, ok: bool = True) -> None:
+    def close(self, summary: str, outcome: str = "success") -> None:
+        from IPython.display import update_display
+
         self.bar.value = self.steps
-        self.bar.bar_style = "success" if ok else "danger"
-        self.label.value = f"{self.title}: {html.escape(summary)}"
+        self.bar.bar_style = outcome if outcome in OUTCOMES else ""
+        self.label.value = f"<b>{self.title}</b>: {html.escape(summary)}"
+        svg = live_chart_svg(self.history, len(self.history)) if self.history else None
+        update_display(self._bundle(summary, svg), raw=True, display_id=self.display_id)
 
 
 def in_notebook() -> bool:

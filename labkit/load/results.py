@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 import statistics
 from collections import Counter
@@ -10,20 +9,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from labkit.load.tables import Rendered, Table, errors_text, ms, num, pct, times
+from labkit.load.trust import failed, failure, trust_warnings
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# Fewer completed requests than this and a p95 is one or two samples: say so.
-MIN_REQUESTS = 30
-# Above this share of failures the latency figures describe the errors, not the view.
-MAX_ERROR_RATE = 0.5
-# A Locust process using this much of a core on average is the bottleneck, not the server:
-# it is a mean over the run, so the busy moments were at 100% and their timings stretched.
-SATURATED_CPU = 85.0
-# Tolerated share of open-loop arrivals leaving late before we distrust the clock.
-MAX_LATE_SHARE = 0.01
-# An open-loop arrival leaving later than this after its slot counts as late.
-LATE_MS = 100.0
+    from labkit.load.machine import MachineLoad
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,24 +91,8 @@ def _answer_rate(records: list, window_s: float) -> float:
     return answered / span if span > 0 else answered / window_s
 
 
-class _Rendered:
-    """Shown as a table: HTML and Markdown in Jupyter, plain text in a console."""
-
-    def _table(self) -> _Table:
-        raise NotImplementedError
-
-    def _repr_html_(self) -> str:
-        return self._table().html()
-
-    def _repr_markdown_(self) -> str:
-        return self._table().markdown()
-
-    def __str__(self) -> str:
-        return self._table().text()
-
-
 @dataclass
-class LoadResult(_Rendered):
+class LoadResult(Rendered):
     """The scenario of one load run and what it measured; renders as a table in Jupyter.
 
     `rps` counts successful answers from the first request sent to the last reply (failures
@@ -126,6 +102,9 @@ class LoadResult(_Rendered):
     `bound_rps` is Little's law for the scenario (see `littles_law_bound`) and `efficiency`
     is rps / bound_rps. Open loop only: `arrivals` counts scheduled, sent, dropped, late and
     unfinished arrivals. `generator_cpu` is the busiest Locust process's use of a core, in %.
+    `machine` is what the whole machine did meanwhile (this lab's CPU, other processes', the
+    load average); a run far below its bound on a busy machine says so in its warnings.
+    A run that mostly failed says so first (`failure`) and shows no efficiency.
     """
 
     scenario: str
@@ -155,6 +134,7 @@ class LoadResult(_Rendered):
     efficiency: float | None = None
     arrivals: dict[str, int] | None = None
     generator_cpu: float | None = None
+    machine: MachineLoad | None = None
     warnings: list[str] = field(default_factory=list)
     timings: list[Timing] = field(default_factory=list, repr=False)
 
@@ -177,6 +157,7 @@ class LoadResult(_Rendered):
         processes: int = 1,
         arrivals: dict[str, int] | None = None,
         generator_cpu: float | None = None,
+        machine: MachineLoad | None = None,
         notes: Iterable[str] = (),
     ) -> LoadResult:
         """Compute every figure from raw timings; `window` is (start, stop) in epoch seconds."""
@@ -228,6 +209,7 @@ class LoadResult(_Rendered):
             efficiency=rps / bound if bound else None,
             arrivals=arrivals,
             generator_cpu=generator_cpu,
+            machine=machine,
             timings=records,
         )
         result.warnings = [*notes, *trust_warnings(result)]
@@ -242,22 +224,34 @@ class LoadResult(_Rendered):
         """Return the scenario and figures (not the timings) as JSON-able data."""
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "timings"}
         data["errors_by_kind"] = dict(self.errors_by_kind)
+        data["machine"] = self.machine.to_dict() if self.machine else None
+        data["failure"] = self.failure
         data["warnings"] = list(self.warnings)
         return data
+
+    @property
+    def failed(self) -> bool:
+        """Nothing answered, or most requests failed: its figures describe the failures."""
+        return failed(self)
+
+    @property
+    def failure(self) -> str | None:
+        """One line saying how the run failed, or None if it measured the view."""
+        return failure(self)
 
     def describe(self) -> str:
         """One line: the scenario the figures belong to."""
         load = (
-            f"open loop, {_num(self.arrival_rate)} arrivals/s"
+            f"open loop, {num(self.arrival_rate)} arrivals/s"
             if self.mode == "open"
             else f"closed loop, {self.users} users"
         )
         parts = [self.scenario, load]
         if self.wait_s:
-            parts.append(f"wait_s {_num(self.wait_s)}")
-        parts.append(f"{_num(self.duration_s)} s")
+            parts.append(f"wait_s {num(self.wait_s)}")
+        parts.append(f"{num(self.duration_s)} s")
         if self.latency_s is not None:
-            parts.append(f"latency_s {_num(self.latency_s)}")
+            parts.append(f"latency_s {num(self.latency_s)}")
         if self.workers is not None:
             parts.append(f"workers {self.workers}")
         if self.server:
@@ -265,7 +259,7 @@ class LoadResult(_Rendered):
         parts.append(f"{self.cpus} CPUs")
         return " · ".join(parts)
 
-    def _table(self) -> _Table:
+    def _table(self) -> Table:
         header = [
             "rps",
             "bound_rps",
@@ -279,19 +273,21 @@ class LoadResult(_Rendered):
             "error_rate",
         ]
         row = [
-            _num(self.rps),
-            _num(self.bound_rps),
-            _pct(self.efficiency),
-            _ms(self.p50_ms),
-            _ms(self.p95_ms),
-            _ms(self.p99_ms),
-            _ms(self.max_ms),
+            num(self.rps),
+            num(self.bound_rps),
+            "—" if self.failed else pct(self.efficiency),
+            ms(self.p50_ms),
+            ms(self.p95_ms),
+            ms(self.p99_ms),
+            ms(self.max_ms),
             str(self.requests),
-            _errors(self),
-            _pct(self.error_rate),
+            errors_text(self),
+            pct(self.error_rate),
         ]
         title = f"{self.label}: {self.describe()}" if self.label else self.describe()
-        return _Table(title, header, [row], self.warnings)
+        notes = [f"Machine during the run: {self.machine.figures()}."] if self.machine else []
+        alerts = [self.failure] if self.failure else []
+        return Table(title, header, [row], self.warnings, alerts=alerts, notes=notes)
 
     def plot(self) -> Figure:
         """Plot latency over time beside its distribution."""
@@ -300,77 +296,39 @@ class LoadResult(_Rendered):
         return plot_result(self)
 
 
-def trust_warnings(result: LoadResult) -> list[str]:
-    """Say why the figures of a run may not mean what they seem to."""
-    found = []
-    if result.requests < MIN_REQUESTS:
-        found.append(
-            f"Only {result.requests} requests completed: too few for stable percentiles "
-            f"(aim for at least {MIN_REQUESTS}; run longer or with more users)."
-        )
-    if result.requests and result.error_rate > MAX_ERROR_RATE:
-        kinds = ", ".join(f"{k}: {n}" for k, n in result.errors_by_kind.items())
-        found.append(
-            f"{result.error_rate:.0%} of requests failed ({kinds}): these figures describe "
-            "the failures, not the view."
-        )
-    if result.generator_cpu is not None and result.generator_cpu >= SATURATED_CPU:
-        found.append(
-            f"The load generator was saturated (Locust used {result.generator_cpu:.0f}% of a "
-            "core): the limit measured may be the client's, not the server's."
-        )
-    if result.efficiency is not None and result.efficiency > 1.1 and result.mode == "closed":
-        found.append(
-            f"rps is {result.efficiency:.0%} of the Little's-law bound: the latency_s or "
-            "workers given don't describe this server."
-        )
-    arrivals = result.arrivals or {}
-    if arrivals.get("dropped"):
-        found.append(
-            f"{arrivals['dropped']} of {arrivals['scheduled']} arrivals were dropped: "
-            f"max_in_flight ({arrivals.get('max_in_flight', '?')}) requests were already "
-            "waiting for answers."
-        )
-    sent = arrivals.get("sent", 0)
-    if sent and arrivals.get("late", 0) / sent > MAX_LATE_SHARE:
-        found.append(
-            f"{arrivals['late']} of {sent} arrivals left more than {LATE_MS:.0f} ms late: the "
-            "load generator could not keep its clock, so fewer arrived than asked."
-        )
-    offered = arrivals.get("scheduled", 0) / result.window_s
-    # A server that keeps up still has about offered x latency requests in flight when the run
-    # stops (Little's law); on a 4 s run those alone put rps near 0.9 x offered. A queue grew
-    # only if arrivals were dropped or more than twice that many were left waiting. The
-    # scenario's latency_s, when given, is the service time; a growing queue inflates the mean.
-    service_s = result.latency_s or (result.mean_ms or 0) / 1000
-    left = arrivals.get("unfinished", 0)
-    grew = arrivals.get("dropped", 0) > 0 or left > 2 * offered * service_s
-    if result.mode == "open" and offered and result.rps < 0.9 * offered and grew:
-        found.append(
-            f"The server answered {result.rps:.1f} req/s of {offered:.1f} arriving: a queue "
-            f"grew all run ({arrivals.get('unfinished', 0)} requests still waiting at the "
-            "end), so latency keeps rising the longer the run."
-        )
-    return found
-
-
 @dataclass
-class Comparison(_Rendered):
+class Comparison(Rendered):
     """Two runs of the same scenario, before and after a change, with ratios."""
 
     before: LoadResult
     after: LoadResult
 
     @property
+    def failure(self) -> str | None:
+        """Why there is no comparison: a run that mostly failed, named first; else None."""
+        gone = [(which, r) for which, r in (("before", self.before), ("after", self.after))]
+        lines = [f"{r.name} ({which}): {r.failure}" for which, r in gone if r.failed]
+        if not lines:
+            return None
+        return "No comparison: " + " ".join(lines)
+
+    @property
     def rps_ratio(self) -> float | None:
-        """How many times more requests per second after (after.rps / before.rps)."""
-        return self.after.rps / self.before.rps if self.before.rps else None
+        """How many times more requests per second after (after.rps / before.rps).
+
+        None when either run failed: a ratio to a run of errors means nothing.
+        """
+        if self.failure or not self.before.rps:
+            return None
+        return self.after.rps / self.before.rps
 
     @property
     def p95_ratio(self) -> float | None:
-        """How many times lower p95 is after (before.p95_ms / after.p95_ms)."""
+        """How many times lower p95 is after (before.p95_ms / after.p95_ms); None on failure."""
         b, a = self.before.p95_ms, self.after.p95_ms
-        return b / a if b is not None and a else None
+        if self.failure or b is None or not a:
+            return None
+        return b / a
 
     @property
     def error_rate_change(self) -> float:
@@ -384,25 +342,27 @@ class Comparison(_Rendered):
             "rps_ratio": self.rps_ratio,
             "p95_ratio": self.p95_ratio,
             "error_rate_change": self.error_rate_change,
+            "failure": self.failure,
         }
 
-    def _table(self) -> _Table:
+    def _table(self) -> Table:
         b, a = self.before, self.after
         rows = [
-            ["p95 latency (p95_ms)", _ms(b.p95_ms), _ms(a.p95_ms), _times(self.p95_ratio, "÷")],
-            ["throughput (rps)", _num(b.rps), _num(a.rps), _times(self.rps_ratio, "×")],
-            ["bound (bound_rps)", _num(b.bound_rps), _num(a.bound_rps), ""],
+            ["p95 latency (p95_ms)", ms(b.p95_ms), ms(a.p95_ms), times(self.p95_ratio, "÷")],
+            ["throughput (rps)", num(b.rps), num(a.rps), times(self.rps_ratio, "×")],
+            ["bound (bound_rps)", num(b.bound_rps), num(a.bound_rps), ""],
             [
                 "error rate",
-                _pct(b.error_rate),
-                _pct(a.error_rate),
+                pct(b.error_rate),
+                pct(a.error_rate),
                 f"{self.error_rate_change * 100:+.1f} pts",
             ],
         ]
         title = f"{b.name} → {a.name}. Before: {b.describe()}. After: {a.describe()}."
         header = ["metric", b.label or "before", a.label or "after", "change"]
         warnings = [f"{r.name}: {w}" for r in (b, a) for w in r.warnings]
-        return _Table(title, header, rows, warnings)
+        alerts = [self.failure] if self.failure else []
+        return Table(title, header, rows, warnings, alerts=alerts)
 
     def plot(self) -> Figure:
         """Plot both latency distributions and both throughputs against their bounds."""
@@ -420,7 +380,7 @@ def compare(before: LoadResult, after: LoadResult) -> Comparison:
 
 
 @dataclass
-class Sweep(_Rendered):
+class Sweep(Rendered):
     """Runs that differ in one parameter (`users` or `arrival_rate`), for a curve."""
 
     parameter: str
@@ -433,7 +393,7 @@ class Sweep(_Rendered):
     def to_dict(self) -> dict[str, Any]:
         return {"parameter": self.parameter, "results": [r.to_dict() for r in self.results]}
 
-    def _table(self) -> _Table:
+    def _table(self) -> Table:
         header = [
             self.parameter,
             "rps",
@@ -445,13 +405,13 @@ class Sweep(_Rendered):
         ]
         rows = [
             [
-                _num(getattr(r, self.parameter)),
-                _num(r.rps),
-                _num(r.bound_rps),
-                _pct(r.efficiency),
-                _ms(r.p50_ms),
-                _ms(r.p95_ms),
-                _pct(r.error_rate),
+                num(getattr(r, self.parameter)),
+                num(r.rps),
+                num(r.bound_rps),
+                "—" if r.failed else pct(r.efficiency),
+                ms(r.p50_ms),
+                ms(r.p95_ms),
+                pct(r.error_rate),
             ]
             for r in self.results
         ]
@@ -459,90 +419,19 @@ class Sweep(_Rendered):
             self.results[0].describe() if self.results else "no runs"
         )
         warnings = [
-            f"{self.parameter}={_num(getattr(r, self.parameter))}: {w}"
+            f"{self.parameter}={num(getattr(r, self.parameter))}: {w}"
             for r in self.results
             for w in r.warnings
         ]
-        return _Table(title, header, rows, warnings)
+        alerts = [
+            f"{self.parameter}={num(getattr(r, self.parameter))}: {r.failure}"
+            for r in self.results
+            if r.failure
+        ]
+        return Table(title, header, rows, warnings, alerts=alerts)
 
     def plot(self) -> Figure:
         """Plot rps and p95 against the swept parameter, with the bound line."""
         from labkit.load.plots import plot_sweep
 
         return plot_sweep(self)
-
-
-@dataclass
-class _Table:
-    """A title, one table and warnings, rendered for Jupyter (HTML, Markdown) or a console."""
-
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    warnings: list[str]
-
-    def html(self) -> str:
-        cell = "<td style='text-align:right'>{}</td>"
-        head = "".join(f"<th style='text-align:right'>{html.escape(h)}</th>" for h in self.header)
-        body = "".join(
-            "<tr>" + "".join(cell.format(html.escape(c)) for c in row) + "</tr>"
-            for row in self.rows
-        )
-        out = (
-            f"<div><p><b>{html.escape(self.title)}</b></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        )
-        if self.warnings:
-            items = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
-            out += f"<p>⚠ warnings:</p><ul style='color:#a33'>{items}</ul>"
-        return out + "</div>"
-
-    def markdown(self) -> str:
-        lines = [
-            f"**{self.title}**",
-            "",
-            "| " + " | ".join(self.header) + " |",
-            "|" + "|".join("---:" for _ in self.header) + "|",
-        ]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
-        lines += ["", *(f"- ⚠ {w}" for w in self.warnings)] if self.warnings else []
-        return "\n".join(lines)
-
-    def text(self) -> str:
-        widths = [
-            max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))
-        ]
-        lines = [self.title]
-        lines += [
-            "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
-            for r in [self.header, *self.rows]
-        ]
-        lines += [f"warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.0f}" if value >= 10 else f"{value:.1f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
-
-
-def _times(value: float | None, sign: str) -> str:
-    return "—" if value is None else f"{sign}{value:.2f}" if value < 10 else f"{sign}{value:.0f}"
-
-
-def _errors(result: LoadResult) -> str:
-    if not result.errors:
-        return "0"
-    kinds = ", ".join(f"{k} {n}" for k, n in result.errors_by_kind.items())
-    return f"{result.errors} ({kinds})"

@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from labkit.load.progress import LiveStats, Progress, make_progress
-from labkit.load.results import LATE_MS, SATURATED_CPU, LoadResult, Sweep, Timing
+from labkit.load.machine import MachineMeter
+from labkit.load.progress import LiveStats, Progress, make_progress, outcome
+from labkit.load.results import LoadResult, Sweep, Timing
 from labkit.load.scenarios import Scenario, resolve_scenario
+from labkit.load.trust import LATE_MS, SATURATED_CPU
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 TAKEHOME_LOCUSTFILE = Path(__file__).parent / "templates" / "locustfile_takehome.py"
@@ -240,12 +242,14 @@ class _LocustRun:
         self.cpu_samples: dict[int, list[float]] = {}
         self.started_at: float | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+        self.machine = MachineMeter()
         self.overran = False
         self.closed = False
 
     def start(self) -> None:
         self.launched = time.time()
         self.deadline = self.launched + self.plan.duration_s + GRACE_S
+        self.machine.start()
         with (
             (self.workdir / "stdout.txt").open("wb") as out,
             (self.workdir / "stderr.txt").open("wb") as err,
@@ -266,6 +270,7 @@ class _LocustRun:
         assert self.proc is not None
         self._take()
         self._sample_cpu()
+        self.machine.sample()
         now = time.time()
         elapsed = now - self.started_at if self.started_at else 0.0
         self.progress.update(self.live.snapshot(now, elapsed, float(self.plan.duration_s)))
@@ -286,6 +291,7 @@ class _LocustRun:
         self.records += records
         self.events += events
         self.live.add(records)
+        self.live.in_flight(events)
         if self.started_at is None:
             starts = [e["t"] for e in self.events if e["e"] == "start"]
             if starts or records:
@@ -334,7 +340,7 @@ class _LocustRun:
         if self.records and refused == len(self.records):
             raise LoadError(f"{self.plan.base} refused all {refused} connections during the run.")
         result = self._result(stderr)
-        self.progress.close(_summary(result), ok=not result.warnings)
+        self.progress.close(_summary(result), outcome(result))
         self.closed = True
         return result
 
@@ -373,6 +379,7 @@ class _LocustRun:
             processes=plan.processes,
             arrivals=self._arrivals(),
             generator_cpu=generator_cpu,
+            machine=self.machine.stop(),
             notes=self.notes,
         )
 
@@ -412,17 +419,22 @@ class _LocustRun:
         """Stop Locust if it still runs (an error, Ctrl-C, a cancelled task) and tidy up."""
         self.kill()
         if not self.closed:
-            self.progress.close("stopped without a result", ok=False)
+            self.progress.close("stopped without a result", "danger")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _summary(result: LoadResult) -> str:
+    if not result.requests:
+        return "failed: no request completed"
+    if result.failed:
+        return f"failed: {result.errors} of {result.requests} requests were errors"
     p95 = "—" if result.p95_ms is None else f"{result.p95_ms:.0f}"
     bound = "" if result.bound_rps is None else f" (bound_rps {result.bound_rps:.1f})"
+    n = len(result.warnings)
+    warned = f", {n} warning{'s' if n > 1 else ''}" if n else ""
     return (
         f"done: {result.requests} requests, {result.rps:.1f} rps{bound}, p95_ms {p95}, "
-        f"errors {result.errors}"
-        + (f", {len(result.warnings)} warnings" if result.warnings else "")
+        f"errors {result.errors}{warned}"
     )
 
 
