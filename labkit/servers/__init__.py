@@ -27,6 +27,7 @@ from labkit.servers.process import (
     serve_uvicorn,
     stop_processes,
 )
+from labkit.servers.task_worker import TaskWorkerProcess, serve_task_worker
 from labkit.servers.timing import RequestTiming
 
 
@@ -43,11 +44,13 @@ __all__ = [
     "RequestTiming",
     "ServerProcessError",
     "ServerStopWarning",
+    "TaskWorkerProcess",
     "UvicornProcess",
     "WSGIServer",
     "running_servers",
     "serve_asgi",
     "serve_gunicorn",
+    "serve_task_worker",
     "serve_uvicorn",
     "serve_wsgi",
     "stop_all",
