@@ -12,6 +12,7 @@ Tasks live in a module (not a notebook cell) because the worker imports them by 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import openai
@@ -31,6 +32,12 @@ def summary_prompt(doc_id: int) -> str:
     return f"{SUMMARY_INSTRUCTION}\n\n" + "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=1)
+def worker_client(base_url: str, api_key: str) -> openai.OpenAI:
+    """One client per worker process: its pool keeps the connection for the next task."""
+    return openai.OpenAI(**{**client_options(), "base_url": base_url, "api_key": api_key})
+
+
 @task
 def summarise_document(doc_id: int) -> dict[str, Any]:
     """Summarise document `doc_id` with the LLM, log the call, and return the summary.
@@ -41,10 +48,10 @@ def summarise_document(doc_id: int) -> dict[str, Any]:
     """
     prompt = summary_prompt(doc_id)
     record = CallRecord(endpoint="task:summary", prompt=prompt)
-    with openai.OpenAI(**client_options()) as client:
-        completion = client.chat.completions.create(
-            model=settings.LLM_MODEL, messages=messages_for(prompt)
-        )
+    client = worker_client(settings.LLM_BASE_URL, settings.LLM_API_KEY)
+    completion = client.chat.completions.create(
+        model=settings.LLM_MODEL, messages=messages_for(prompt)
+    )
     record.succeeded(completion)
     call = AICall.objects.create(**record.fields())
     usage = {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens}
