@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,23 +84,12 @@ class TaskWorkerProcess(_ServerProcess):
         """Ask the worker to finish its current task and exit; kill it after the grace period."""
         super().stop(self.grace_s if grace is None else grace)
 
-    def _wait_healthy(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            code = self._proc.poll()
-            with self.log_path.open("rb") as file:
-                file.seek(self._log_offset)
-                log = file.read().decode(errors="replace")
-            if code is not None:
-                self._fail(f"exited with code {code} before polling its queue.", log)
-            if any(re.search(pattern, log, re.MULTILINE) for pattern in self.crash_patterns):
-                self._fail("failed as it started.", log)
-            if _READY.search(log):
-                return
-            if time.monotonic() > deadline:
-                self._fail(f"did not start within {self.startup_timeout:g} s.", log)
-            time.sleep(0.05)
+    @property
+    def target(self) -> str:
+        return f"a first poll of queue {self.queue!r}"
+
+    def ready(self, log: str) -> bool:
+        return _READY.search(log) is not None
 
     def __repr__(self) -> str:
         state = f"pid {self.pid} running" if self.running else "stopped"

@@ -394,40 +394,35 @@ async def _insert_results(nonce: str) -> dict[str, Any]:
     from django_tasks_db.models import DBTaskResult
 
     now = timezone.now()
-    common = {
+    finished = {
         "task_path": TASK_PATH,
         "args_kwargs": {"args": [0], "kwargs": {}},
         "backend_name": "default",
         "queue_name": "default",
+        "run_after": now,
+        "started_at": now,
+        "finished_at": now,
+        "worker_ids": ["check-09.2"],
+        "exception_class_path": "",
+        "traceback": "",
     }
+
+    async def insert(status: str, **fields: Any) -> Any:
+        return await DBTaskResult.objects.acreate(status=status, **{**finished, **fields})
+
     reply = {"document": 0, "reply": f"summary {nonce}", "usage": {}, "call": 0}
-    ready = await DBTaskResult.objects.acreate(
-        status=TaskResultStatus.READY,
+    ready = await insert(
+        TaskResultStatus.READY,
         run_after=now + timedelta(days=1),
-        exception_class_path="",
-        traceback="",
-        **common,
+        started_at=None,
+        finished_at=None,
+        worker_ids=[],
     )
-    done = await DBTaskResult.objects.acreate(
-        status=TaskResultStatus.SUCCESSFUL,
-        run_after=now,
-        started_at=now,
-        finished_at=now,
-        return_value=reply,
-        worker_ids=["check-09.2"],
-        exception_class_path="",
-        traceback="",
-        **common,
-    )
-    failed = await DBTaskResult.objects.acreate(
-        status=TaskResultStatus.FAILED,
-        run_after=now,
-        started_at=now,
-        finished_at=now,
+    done = await insert(TaskResultStatus.SUCCESSFUL, return_value=reply)
+    failed = await insert(
+        TaskResultStatus.FAILED,
         exception_class_path="openai.APITimeoutError",
         traceback="openai.APITimeoutError: Request timed out.",
-        worker_ids=["check-09.2"],
-        **common,
     )
     return {"READY": ready, "SUCCESSFUL": done, "FAILED": failed}
 
