@@ -21,9 +21,11 @@ from labkit.exercises import Exercise, Incorrect
 
 TASK_PATH = "labproject.ai.tasks.summarise_document"
 # 09.1: the LLM answers this slowly during the check, so a view that waits for the summary
-# cannot answer 202 within half of it; one that waits for a worker gets no answer at all.
-LATENCY_S = 1.0
-ANSWER_TIMEOUT_S = 5.0
+# answers after it; one that only enqueues answers in milliseconds (a busy machine is given
+# most of LATENCY_S). One that waits for a worker, with none running, gets no answer at all.
+LATENCY_S = 2.0
+WAITED_S = 0.9 * LATENCY_S
+ANSWER_TIMEOUT_S = 6.0
 CHUNKS = 3
 
 
@@ -97,6 +99,15 @@ async def start_summary(request, doc_id):
         await asyncio.sleep(0.1)
         await result.arefresh()
     return JsonResponse({"task_id": result.id, "summary": result.return_value})
+""",
+        "summarises in the request, then answers 202": """
+@csrf_exempt
+async def start_summary(request, doc_id):
+    if not await Document.objects.filter(pk=doc_id).aexists():
+        return JsonResponse({"error": "no such document"}, status=404)
+    await summarise_document.acall(doc_id)
+    result = await summarise_document.aenqueue(doc_id)
+    return JsonResponse({"task_id": result.id, "status": result.status}, status=202)
 """,
         "sync enqueue() inside async def": """
 @csrf_exempt
@@ -182,7 +193,7 @@ async def start_summary(request, doc_id):
             waited = (
                 f" It took {answered_s:.2f} s, and the LLM answered {calls} call(s) meanwhile: "
                 "the request waited for the summary."
-                if answered_s >= LATENCY_S / 2
+                if answered_s >= WAITED_S
                 else ""
             )
             raise Incorrect(
@@ -190,7 +201,7 @@ async def start_summary(request, doc_id):
                 f"work is queued, not done.{waited}",
                 evidence=response.text[:300],
             )
-        if answered_s >= LATENCY_S / 2:
+        if answered_s >= WAITED_S:
             raise Incorrect(
                 f"The 202 took {answered_s:.2f} s with the LLM set to answer in {LATENCY_S:g} "
                 "s: the view waited for the summary before answering. Only enqueue.",
