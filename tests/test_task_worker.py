@@ -67,6 +67,25 @@ def test_the_views_enqueue_and_the_worker_runs_the_summary(worker_env) -> None:
         assert http.get("/api/documents/1/summarise/").status_code == 405
 
 
+def test_a_failing_task_is_stored_failed_and_polled_as_such(worker_env) -> None:
+    from django.test import Client
+
+    from labproject.ai.models import Document
+    from labproject.ai.tasks import summarise_document
+
+    gone = Document.objects.create(title="deleted before the worker gets to it")
+    result = summarise_document.enqueue(gone.pk)
+    gone.delete()
+    serve_task_worker(env=worker_env)
+    assert _wait_status(result.id, {"SUCCESSFUL", "FAILED"}) == "FAILED"
+    answer = Client().get(f"/api/tasks/{result.id}/").json()
+    assert answer == {
+        "task_id": result.id,
+        "status": "FAILED",
+        "error": "labproject.ai.models.Document.DoesNotExist",
+    }
+
+
 def test_stop_lets_the_running_task_finish(worker_env, mock_llm) -> None:
     from labproject.ai.tasks import summarise_document
 

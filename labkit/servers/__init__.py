@@ -4,6 +4,7 @@ In a notebook cell (re-running it replaces the servers instead of adding more):
 
     before = serve_wsgi(sync_app, name="before", threads=4)
     after = serve_asgi(async_app, name="after")
+    worker = serve_task_worker()   # a Django Tasks worker process (db_worker)
 """
 
 from __future__ import annotations
