@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "run_load": "labkit.load",
     "serve_asgi": "labkit.servers",
     "serve_gunicorn": "labkit.servers",
+    "serve_task_worker": "labkit.servers",
     "serve_uvicorn": "labkit.servers",
     "serve_wsgi": "labkit.servers",
     "sizes": "labkit.sizing",

@@ -32,6 +32,7 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"] + [
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django_tasks_db",
     "labproject.ai",
 ]
 MIDDLEWARE = [
@@ -92,6 +93,9 @@ def _cache() -> dict:
 
 DATABASES = {"default": _database()}
 CACHES = {"default": _cache()}
+# Django's Tasks API with a real queue: task rows in the project's database, run by
+# `python -m labproject db_worker` (django-tasks-db). Django itself ships no worker.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 
 # The lab's boot starts the mock LLM on a free port and sets LAB_LLM_BASE_URL for this process

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from labproject.ai import views
+from labproject.ai import background, views
 from labproject.ai.api import error_response
 from labproject.routes import route
 
@@ -18,6 +18,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     route("api/chat/", views.chat, name="chat"),
     route("api/documents/<int:doc_id>/summary/", views.document_summary, name="summary"),
+    route("api/documents/<int:doc_id>/summarise/", background.start_summary, name="summary_start"),
+    route("api/tasks/<str:task_id>/", background.summary_result, name="task_result"),
 ]
 
 

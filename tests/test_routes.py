@@ -37,7 +37,7 @@ def test_reverse_and_names():
     from labproject import routes
 
     assert reverse("summary", args=[3]) == "/api/documents/3/summary/"
-    assert routes.names() == ["chat", "summary"]
+    assert routes.names() == ["chat", "summary", "summary_start", "task_result"]
 
 
 def test_unknown_route_and_non_callable_are_clear_errors():

@@ -4,6 +4,7 @@ In a notebook cell (re-running it replaces the servers instead of adding more):
 
     before = serve_wsgi(sync_app, name="before", threads=4)
     after = serve_asgi(async_app, name="after")
+    worker = serve_task_worker()   # a Django Tasks worker process (db_worker)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from labkit.servers.process import (
     serve_uvicorn,
     stop_processes,
 )
+from labkit.servers.task_worker import TaskWorkerProcess, serve_task_worker
 from labkit.servers.timing import RequestTiming
 
 
@@ -43,11 +45,13 @@ __all__ = [
     "RequestTiming",
     "ServerProcessError",
     "ServerStopWarning",
+    "TaskWorkerProcess",
     "UvicornProcess",
     "WSGIServer",
     "running_servers",
     "serve_asgi",
     "serve_gunicorn",
+    "serve_task_worker",
     "serve_uvicorn",
     "serve_wsgi",
     "stop_all",

@@ -234,9 +234,21 @@ class _ServerProcess:
             start_new_session=True,
         )
 
+    @property
+    def target(self) -> str:
+        """What `start()` waits for, as its messages name it."""
+        return f"a first answer to GET {self.url}{self.health_path}"
+
+    def ready(self, log: str) -> bool:
+        """Whether this launch (its log so far: `log`) is up and can take work."""
+        # All workers up, not just the first: a load test must not start on half of them.
+        return _answers_http(self.port, self.health_path) and (
+            len(self.worker_pids()) >= self.workers
+        )
+
     def _wait_healthy(self) -> None:
         assert self._proc is not None
-        target = f"GET {self.url}{self.health_path}"
+        target = self.target
         deadline = time.monotonic() + self.startup_timeout
         while True:
             code = self._proc.poll()
@@ -246,18 +258,15 @@ class _ServerProcess:
             if code is not None:
                 if self.address_in_use.search(log):
                     raise _AddressInUse
-                self._fail(f"exited with code {code} before answering {target}.", log)
+                self._fail(f"exited with code {code} before {target}.", log)
             if any(re.search(pattern, log, re.MULTILINE) for pattern in self.crash_patterns):
                 self._fail(
-                    f"is up, but its workers die as they start, so {target} never answers.", log
+                    f"is up, but its workers die as they start, so {target} never comes.", log
                 )
-            # All workers up, not just the first: a load test must not start on half of them.
-            if _answers_http(self.port, self.health_path) and (
-                len(self.worker_pids()) >= self.workers
-            ):
+            if self.ready(log):
                 return
             if time.monotonic() > deadline:
-                self._fail(f"did not answer {target} within {self.startup_timeout:g} s.", log)
+                self._fail(f"did not get to {target} within {self.startup_timeout:g} s.", log)
             time.sleep(0.1)
 
     def _fail(self, what: str, log: str) -> None:
