@@ -50,6 +50,9 @@ class Stats:
         self.statuses: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
         self.models: dict[str, Counter[str]] = {}
+        # The SDK's X-Stainless-Async header per call: "async:asyncio" from AsyncOpenAI,
+        # "false" from the sync OpenAI client, "absent" from clients that are not the SDK.
+        self.sdk_async: Counter[str] = Counter()
 
     # Connections
     def connection_opened(self, key: ConnectionKey) -> None:
@@ -101,6 +104,9 @@ class Stats:
             counts["requests"] += 1
             counts["errors"] += failed
 
+    def client_seen(self, sdk_async: str | None) -> None:
+        self.sdk_async[sdk_async or "absent"] += 1
+
     def tokens_used(self, model: str, prompt: int, completion: int) -> None:
         self.prompt_tokens_total += prompt
         self.completion_tokens_total += completion
@@ -138,6 +144,7 @@ class Stats:
             "faults_total": sum(self.faults.values()),
             "statuses": {str(code): n for code, n in sorted(self.statuses.items())},
             "models": models,
+            "sdk_async": dict(sorted(self.sdk_async.items())),
             "elapsed_s": round(time.monotonic() - self.started, 3),
             "cpu_s": round(time.process_time() - self.cpu_started, 3),
         }
