@@ -7,12 +7,20 @@ imports, and judged with `Exercise.outcome(namespace)` against the kit's mock LL
 
 from __future__ import annotations
 
+import gc
+import warnings
+
 import pytest
 
 from labkit.exercises import Status
 from labkit.exercises.masters import master_for_step
 
-pytestmark = pytest.mark.usefixtures("lab")
+pytestmark = [
+    pytest.mark.usefixtures("lab"),
+    # Wrong answers leak clients (one per task, per call): their sockets close at collection.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 PRELUDE = """
 import asyncio, functools, json, time, weakref
@@ -37,6 +45,10 @@ def lab(mock_llm, monkeypatch, tmp_path):
     mock_llm.reset(config=True)
     yield mock_llm
     mock_llm.reset(config=True)
+    with warnings.catch_warnings():
+        # The leaked clients' sockets, closed here rather than at the end of the session.
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def run_answer(exercise, code: str | None = None):
@@ -111,9 +123,52 @@ def test_chat_correct_answers_pass(chat_check, variant):
             log="await sync_to_async(AICall.objects.create)(**record.fields())"
         ),
         "extra latency": _chat(
-            '    await asyncio.sleep(0.3)\n    try:\n        prompt = read_prompt(request)\n'
+            "    await asyncio.sleep(0.3)\n    try:\n        prompt = read_prompt(request)\n"
             "    except ApiError as error:\n        return error.response()\n"
         ),
     }[variant]
     outcome = run_answer(chat_check, code)
     assert outcome.status is Status.CORRECT, outcome.text
+
+
+# -- 03.1, 03.2 -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "cause"),
+    [
+        ("a new client per call", "one per task or per call"),
+        ("one module-level client", "second event loop"),
+        ("lru_cache without the loop key", "second event loop"),
+        ("one client per task", "one per task or per call"),
+        ("a per-loop client on a one-connection pool", "waited for each other"),
+    ],
+)
+def test_client_per_loop_wrong_answers_are_told_their_cause(name, cause):
+    from labkit.steps import step_03
+
+    assert cause in wrong(step_03.q1, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "cause"),
+    [
+        ("a pool of 5", "let only 5 through at once"),
+        ("no limits", "the pool let 60 through at once"),
+        ("a plain httpx client", "plain `httpx.AsyncClient`"),
+        ("limits without a timeout", "the pool budget is 600 s"),
+        ("one timeout for everything", "the read budget is 5 s"),
+    ],
+)
+def test_pool_limits_wrong_answers_are_told_their_cause(name, cause):
+    from labkit.steps import step_03
+
+    assert cause in wrong(step_03.q2, name)
+
+
+def test_pooling_masters_pass():
+    from labkit.steps import step_03
+
+    for exercise in (step_03.q1, step_03.q2):
+        outcome = run_answer(exercise)
+        assert outcome.status is Status.CORRECT, outcome.text
