@@ -107,6 +107,13 @@ class AskTheLLM(Exercise):
             f"Warm-up check {nonce}: what does an event loop do?",
             f"Second question {nonce}: why await a network call?",
         ]
+        elsewhere = ""
+        if not grading() and settings.LLM_BASE_URL.rstrip("/") != mock.base_url.rstrip("/"):
+            elsewhere = (
+                f" Your settings point the SDK at {settings.LLM_BASE_URL}, not the lab's "
+                f"mock at {mock.base_url}: this check measures calls at the mock, so check "
+                "with the lab's settings (unset LAB_LLM_BASE_URL)."
+            )
         before = mock.stats()
         replies = []
         try:
@@ -114,7 +121,8 @@ class AskTheLLM(Exercise):
                 replies.append(await call(ask, prompt))
         except Raised as error:
             raise Incorrect(
-                f"`ask(...)` raised {error.type_name}; it should return the LLM's reply.",
+                f"`ask(...)` raised {error.type_name}; it should return the LLM's reply."
+                + elsewhere,
                 evidence=shorten(str(error), 300),
             ) from None
         seen = Seen(before, mock.stats())
@@ -128,13 +136,6 @@ class AskTheLLM(Exercise):
                     evidence=shorten(shown, 300),
                 )
         if seen.calls == 0:
-            elsewhere = ""
-            if not grading() and settings.LLM_BASE_URL.rstrip("/") != mock.base_url.rstrip("/"):
-                elsewhere = (
-                    f" Your settings point the SDK at {settings.LLM_BASE_URL}, not the lab's "
-                    f"mock at {mock.base_url}: this check measures calls at the mock, so check "
-                    "with the lab's settings (unset LAB_LLM_BASE_URL)."
-                )
             raise Incorrect(
                 f"`ask` answered {len(prompts)} prompts and the lab's mock LLM received no "
                 f"request (requests_total stayed at {seen.after['requests_total']}): `ask` must "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import ipaddress
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from labkit.exercises import CheckError, Exercise, Incorrect, NotAttempted
+from labkit.steps.subject import experiment
 
 # 06.1: (users, wait_s, mean response s, p95 s, LLM latency s) of the runs the check builds.
 # The first is the tutorial's table: 50 users pausing 1-3 s, p95 3.2 s.
@@ -61,7 +63,28 @@ def _synthetic_run(users: int, wait_s: float, mean_s: float, p95_s: float, laten
     )
 
 
+@experiment("step_06.expected_rps")
+async def expected_rps_of(expected_rps: Any, *, scenarios: list) -> list[Any]:
+    """`expected_rps(run)` for the synthetic run of each scenario, built beside the learner."""
+    from labkit.grading.servant import error_of, invoke, jsonable
+
+    answers = []
+    for scenario in scenarios:
+        try:
+            answers.append(jsonable(await invoke(expected_rps, [_synthetic_run(*scenario)], {})))
+        except Exception as exc:  # noqa: BLE001 - reported as data, judged by the checker
+            answers.append({"raised": error_of(exc)})
+    return answers
+
+
 class ExpectedRps(Exercise):
+    """`expected_rps(run)`: Little's law for a closed loop, users / (mean response + pause).
+
+    Judged on synthetic runs whose mean, p50, p95 and LLM latency all differ (the tutorial's
+    table, runs without pauses, and runs drawn at check time), so using any other time than
+    the mean response plus the mean pause, or mixing units, misses at least one.
+    """
+
     id = "06.1"
     title = "Little's law for a closed loop"
     hints = [
@@ -80,6 +103,9 @@ return run.users / (run.mean_ms / 1000)
         "p95 instead of the mean": """
 return run.users / (run.p95_ms / 1000 + run.wait_s)
 """,
+        "the median instead of the mean": """
+return run.users / (run.p50_ms / 1000 + run.wait_s)
+""",
         "the LLM's latency instead of the response time": """
 return run.users / (run.latency_s + run.wait_s)
 """,
@@ -88,29 +114,54 @@ return run.users / (run.mean_ms + run.wait_s)
 """,
     }
 
-    def evaluate(self, expected_rps) -> str:
+    async def evaluate(self, expected_rps) -> str:
+        from labkit.steps.subject import run_experiment
+
+        rng = random.Random()
+        scenarios = list(SCENARIOS)
+        for _ in range(2):
+            mean_s = round(rng.uniform(0.3, 2.0), 2)
+            scenarios.append(
+                (
+                    rng.randint(5, 80),
+                    round(rng.uniform(0.5, 3.0), 1),
+                    mean_s,
+                    round(mean_s * rng.uniform(1.8, 2.5), 2),
+                    round(mean_s * rng.uniform(0.3, 0.6), 2),
+                )
+            )
+        answers = await run_experiment(
+            "step_06.expected_rps", expected_rps, scenarios=[list(s) for s in scenarios]
+        )
         lines = []
-        for users, wait_s, mean_s, p95_s, latency_s in SCENARIOS:
-            run = _synthetic_run(users, wait_s, mean_s, p95_s, latency_s)
+        for scenario, got in zip(scenarios, answers, strict=True):
+            users, wait_s, _, _, latency_s = scenario
+            run = _synthetic_run(*scenario)
             mean_s = run.mean_ms / 1000
             right = users / (mean_s + wait_s)
-            got = expected_rps(run)
-            if not isinstance(got, int | float):
-                raise Incorrect(
-                    f"`expected_rps(run)` returned {type(got).__name__}, expected a number of "
-                    "requests per second."
-                )
-            scenario = (
+            described = (
                 f"{users} users pausing {wait_s:g} s between requests, mean response "
-                f"{mean_s:.2f} s (p95 {run.p95_ms / 1000:.2f} s, LLM latency {latency_s:g} s)"
+                f"{mean_s:.2f} s (p50 {run.p50_ms / 1000:.2f} s, p95 {run.p95_ms / 1000:.2f} s, "
+                f"LLM latency {latency_s:g} s)"
             )
+            if isinstance(got, dict) and "raised" in got:
+                raise Incorrect(
+                    f"For {described}, `expected_rps(run)` raised {got['raised']['type']}.",
+                    evidence=str(got["raised"]["message"])[:300],
+                )
+            if not isinstance(got, int | float) or isinstance(got, bool):
+                kind = got.get("__type__") if isinstance(got, dict) else type(got).__name__
+                raise Incorrect(
+                    f"`expected_rps(run)` returned {kind}, expected a number of requests per "
+                    "second."
+                )
             if abs(got - right) > TOLERANCE * right:
                 raise Incorrect(
-                    f"For {scenario} you predicted {got:.3g} req/s; Little's law gives "
+                    f"For {described} you predicted {got:.3g} req/s; Little's law gives "
                     f"{users} ÷ ({mean_s:.2f} + {wait_s:g}) = {right:.3g} req/s."
                     + _diagnose(got, run),
                 )
-            lines.append(f"{scenario}: {got:.1f} req/s")
+            lines.append(f"{described}: {got:.1f} req/s")
         return "Little's law, right for every run:\n" + "\n".join(f"- {line}" for line in lines)
 
 
@@ -122,6 +173,8 @@ def _diagnose(got: float, run: Any) -> str:
         "sends nothing.": users / (run.mean_ms / 1000),
         " It matches users ÷ (p95 + pause): throughput counts every request, so it takes "
         "the mean, not the slow tail.": users / (run.p95_ms / 1000 + wait_s),
+        " It matches users ÷ (median + pause): the slow tail counts too, so it takes the "
+        "mean, not the median.": users / (run.p50_ms / 1000 + wait_s),
         " It matches users ÷ (LLM latency + pause): the users wait for the whole response, "
         "queueing and the view's own work included, not only the LLM.": users
         / (run.latency_s + wait_s),
@@ -237,6 +290,15 @@ class AIUser(HttpUser):
         require_django()
 
     async def evaluate(self) -> str:
+        from labkit.steps.subject import grading
+
+        if grading():
+            # The file lives in the sandbox, and running it is running the learner's code:
+            # the checker may do neither. Checked in the learner's kernel (`q2.check()`).
+            raise CheckError(
+                f"06.2 runs your {LOCUSTFILE} with Locust, which the grader does not do outside "
+                "your notebook's sandbox: it is checked in the notebook with `q2.check()`."
+            )
         path = Path.cwd() / LOCUSTFILE
         if not path.exists():
             raise NotAttempted(
@@ -288,6 +350,7 @@ class AIUser(HttpUser):
                 "--host", served.server.url, "-u", str(USERS), "-r", str(USERS),
                 "-t", f"{RUN_S}s", "--only-summary", "--stop-timeout", "0",
                 "--exit-code-on-error", "0", "--loglevel", "WARNING",
+                "--json-file", str(Path(workdir) / "stats"),
             ]  # fmt: skip
             env = {k: v for k, v in os.environ.items() if k != "LABKIT_LOAD"}
             try:
@@ -305,12 +368,25 @@ class AIUser(HttpUser):
                 raise CheckError(
                     f"Locust ran over {RUN_S + 30} s with your {LOCUSTFILE} and was stopped."
                 ) from None
-            await asyncio.sleep(SERVE_S + 0.2)  # the last answers are recorded
-            statuses = Counter(
-                (t.method, t.path, t.status) for t in served.server.timings if t.path != "/healthz"
-            )
         stderr = done.stderr.decode(errors="replace")
-        return seen, statuses, stderr
+        return seen, _locust_counts(Path(workdir) / "stats.json"), stderr
+
+
+def _locust_counts(path: Path) -> Counter:
+    """What Locust counted, per request: (method, name, "answered" or "failed") -> n."""
+    import json
+
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return Counter()
+    counts: Counter = Counter()
+    for entry in entries if isinstance(entries, list) else []:
+        failed = int(entry.get("num_failures", 0))
+        key = (str(entry.get("method")), str(entry.get("name")))
+        counts[(*key, "answered")] += int(entry.get("num_requests", 0)) - failed
+        counts[(*key, "failed")] += failed
+    return +counts
 
 
 def _static_checks(source: str) -> None:

@@ -1,4 +1,4 @@
-"""Checks of steps 00-03 and 06 in-process: wrong answers named for their real cause, and
+"""Checks of steps 02 and 03 in-process: wrong answers named for their real cause, and
 correct-but-different answers accepted (`labkit verify` proves the registered ones in a kernel).
 
 Each answer is run as its exercise cell would be, in a namespace holding the notebook's
@@ -7,13 +7,10 @@ imports, and judged with `Exercise.outcome(namespace)` against the kit's mock LL
 
 from __future__ import annotations
 
-import gc
-import warnings
-
 import pytest
 
 from labkit.exercises import Status
-from labkit.exercises.masters import master_for_step
+from tests.fixtures.answers import lab, run_answer, wrong  # noqa: F401 - lab is a fixture
 
 pytestmark = [
     pytest.mark.usefixtures("lab"),
@@ -21,51 +18,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-
-PRELUDE = """
-import asyncio, functools, json, time, weakref
-import httpx, httpx2, openai
-from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from labproject.ai.api import ApiError, read_prompt
-from labproject.ai.llm import CallRecord, client_options, failure_from, messages_for
-from labproject.ai.models import AICall, Chunk, Document
-"""
-
-
-@pytest.fixture
-def lab(mock_llm, monkeypatch, tmp_path):
-    """The kit's mock as boot() would hold it, reset around each test."""
-    import labkit.boot
-
-    monkeypatch.setattr(labkit.boot, "_mock", mock_llm)
-    monkeypatch.setenv("LAB_CHECK_LOG", str(tmp_path / "checks.jsonl"))
-    mock_llm.reset(config=True)
-    yield mock_llm
-    mock_llm.reset(config=True)
-    with warnings.catch_warnings():
-        # The leaked clients' sockets, closed here rather than at the end of the session.
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
-def run_answer(exercise, code: str | None = None):
-    """Run the exercise's cell with `code` as its answer (None: the master's), then check."""
-    master = master_for_step(exercise.id.split(".")[0])
-    cell = master.cells[master.exercises[exercise.id].cells[-1]]
-    namespace: dict = {"__name__": "__main__"}
-    exec(PRELUDE, namespace)
-    exec(cell.solution(hidden=True) if code is None else cell.with_answer(code), namespace)
-    return exercise.outcome(namespace, log=False)
-
-
-def wrong(exercise, name: str):
-    outcome = run_answer(exercise, exercise.wrong_answers[name])
-    assert outcome.status is Status.INCORRECT, outcome.text
-    return outcome.message
-
 
 # -- 02.1 -----------------------------------------------------------------------------------
 
