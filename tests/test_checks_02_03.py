@@ -44,6 +44,7 @@ def chat_check():
         ("only malformed JSON and a missing prompt refused", "A JSON array"),
         ("no 400 for malformed JSON", "Malformed JSON"),
         ("no csrf_exempt", "csrf_exempt"),
+        ("shields the LLM call from a hang-up", "left its LLM call running"),
     ],
 )
 def test_chat_wrong_answers_are_told_their_cause(chat_check, name, cause):
@@ -67,7 +68,7 @@ def test_chat_fault_messages_say_what_the_llm_did(chat_check):
     ],
 )
 def test_chat_correct_answers_pass(chat_check, variant):
-    from labkit.steps.step_02 import _chat
+    from labkit.steps.chat_probe import chat_view as _chat
 
     code = {
         None: None,

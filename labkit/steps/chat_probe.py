@@ -27,6 +27,8 @@ BAD_BODIES: list[tuple[str, bytes]] = [
     ("an empty body", b""),
 ]
 JSON = {"content-type": "application/json"}
+# A hang-up: the client leaves after HANG_UP_S, while the LLM takes HANG_S to answer.
+HANG_UP_S, HANG_S = 0.5, 3.0
 # What Django logs for a 500, and what it most likely means in this exercise.
 CAUSES = [
     (
@@ -228,6 +230,34 @@ async def bad_input(served: Any, llm: Any) -> str:
     return f"{len(BAD_BODIES)} bad bodies each got a 4xx without an LLM call"
 
 
+async def hang_up(served: Any, llm: Any, prompt: str) -> str:
+    """The client leaves after HANG_UP_S while the LLM takes HANG_S: the call is cancelled."""
+    import asyncio
+
+    import httpx2
+
+    with mock_settings(llm, latency_s=HANG_S):
+        before = llm.stats()
+        try:
+            await served.http.post("/api/chat/", json={"prompt": prompt}, timeout=HANG_UP_S)
+        except httpx2.TimeoutException:
+            pass
+        for _ in range(int((HANG_S + 2) / 0.1)):  # until the mock's call ended, one way or other
+            if llm.stats()["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        seen = Seen(before, llm.stats())
+    if seen.calls and not seen.cancelled:
+        raise Incorrect(
+            f"A client that hung up after {HANG_UP_S:g} s left its LLM call running: the mock "
+            f"LLM saw {seen.calls} call(s) and no cancellation, so the call went on for its "
+            f"full {HANG_S:g} s with nobody to read the answer. Await the SDK call in the view "
+            "itself, so Django's cancellation on disconnect reaches it (not in a thread or a "
+            "background task).",
+        )
+    return f"a client hanging up cancelled its LLM call ({seen.cancelled} cancelled at the mock)"
+
+
 async def llm_fault(served: Any, llm: Any, prompt: str) -> str:
     """The LLM answers 503 to every attempt: a 502-504 with an error, and a failed row."""
     before = llm.stats()
@@ -266,3 +296,58 @@ async def llm_fault(served: Any, llm: Any, prompt: str) -> str:
             "`await AICall.objects.acreate(**record.failed(failure).fields())`.",
         )
     return f"an LLM failing with 503 got {answer.status_code} and a logged failed call"
+
+
+# How 02.1's wrong answers are written: the master's view with one part changed.
+READ = """    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+"""
+LOG = "await AICall.objects.acreate(**record.fields())"
+FAILED = "await AICall.objects.acreate(**record.failed(failure).fields())"
+
+
+def chat_view(
+    read: str = READ,
+    *,
+    csrf: bool = True,
+    client: str = "async",
+    on_failure: str = f"{FAILED}\n            return failure.response()",
+    log: str = LOG,
+) -> str:
+    """The master's chat view with one part changed: how wrong answers are written."""
+    if client == "async":
+        call = """    async with openai.AsyncOpenAI(**client_options()) as client:
+        try:
+            completion = await client.chat.completions.create(
+                model=settings.LLM_MODEL, messages=messages_for(prompt)
+            )
+        except openai.OpenAIError as exc:
+            failure = failure_from(exc)
+            ON_FAILURE
+"""
+    elif client == "uncaught":
+        call = """    async with openai.AsyncOpenAI(**client_options()) as client:
+        completion = await client.chat.completions.create(
+            model=settings.LLM_MODEL, messages=messages_for(prompt)
+        )
+"""
+    else:
+        call = """    with openai.OpenAI(**client_options()) as client:
+        try:
+            completion = client.chat.completions.create(
+                model=settings.LLM_MODEL, messages=messages_for(prompt)
+            )
+        except openai.OpenAIError as exc:
+            failure = failure_from(exc)
+            ON_FAILURE
+"""
+    return (
+        ("@csrf_exempt\n" if csrf else "")
+        + "async def chat(request):\n"
+        + read
+        + '    record = CallRecord(endpoint="chat", prompt=prompt)\n'
+        + call.replace("ON_FAILURE", on_failure)
+        + f"    record.succeeded(completion)\n    {log}\n    return record.response()\n"
+    )

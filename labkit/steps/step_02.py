@@ -11,64 +11,13 @@ import json
 import secrets
 
 from labkit.exercises import Exercise, Incorrect
+from labkit.steps.chat_probe import FAILED
+from labkit.steps.chat_probe import chat_view as _chat
 
 # 02.1's burst: enough requests that a blocked loop is unmistakable at the LLM's counter.
 BURST = 20
 LATENCY_S = 0.5
 RECENT = 5  # 02.2: how many calls the summary lists
-
-READ = """    try:
-        prompt = read_prompt(request)
-    except ApiError as error:
-        return error.response()
-"""
-LOG = "await AICall.objects.acreate(**record.fields())"
-FAILED = "await AICall.objects.acreate(**record.failed(failure).fields())"
-
-
-def _chat(
-    read: str = READ,
-    *,
-    csrf: bool = True,
-    client: str = "async",
-    on_failure: str = f"{FAILED}\n            return failure.response()",
-    log: str = LOG,
-) -> str:
-    """The master's chat view with one part changed: how wrong answers are written."""
-    if client == "async":
-        call = """    async with openai.AsyncOpenAI(**client_options()) as client:
-        try:
-            completion = await client.chat.completions.create(
-                model=settings.LLM_MODEL, messages=messages_for(prompt)
-            )
-        except openai.OpenAIError as exc:
-            failure = failure_from(exc)
-            ON_FAILURE
-"""
-    elif client == "uncaught":
-        call = """    async with openai.AsyncOpenAI(**client_options()) as client:
-        completion = await client.chat.completions.create(
-            model=settings.LLM_MODEL, messages=messages_for(prompt)
-        )
-"""
-    else:
-        call = """    with openai.OpenAI(**client_options()) as client:
-        try:
-            completion = client.chat.completions.create(
-                model=settings.LLM_MODEL, messages=messages_for(prompt)
-            )
-        except openai.OpenAIError as exc:
-            failure = failure_from(exc)
-            ON_FAILURE
-"""
-    return (
-        ("@csrf_exempt\n" if csrf else "")
-        + "async def chat(request):\n"
-        + read
-        + '    record = CallRecord(endpoint="chat", prompt=prompt)\n'
-        + call.replace("ON_FAILURE", on_failure)
-        + f"    record.succeeded(completion)\n    {log}\n    return record.response()\n"
-    )
 
 
 class AsyncChat(Exercise):
@@ -83,6 +32,7 @@ class AsyncChat(Exercise):
       sync client in a thread, which concurrency alone cannot under Django 6.1's ASGI);
     - refuses odd bodies (malformed JSON, no "prompt", a JSON array, a number as prompt, an
       empty body) with a 4xx and never sends them to the LLM;
+    - when its client hangs up mid-call, lets Django cancel the LLM call (the mock counts it);
     - when the LLM fails (503 to every attempt), answers 502-504 with a JSON "error" and logs a
       failed AICall row, through the async ORM on that branch too.
     Extra latency is fine (the capstone's p95 budget judges it); so is
@@ -129,6 +79,27 @@ async def chat(request):
         return record.response()
 
     return await sync_to_async(work)()
+""",
+        "shields the LLM call from a hang-up": """
+@csrf_exempt
+async def chat(request):
+    try:
+        prompt = read_prompt(request)
+    except ApiError as error:
+        return error.response()
+    record = CallRecord(endpoint="chat", prompt=prompt)
+    client = openai.AsyncOpenAI(**client_options())
+    try:
+        completion = await asyncio.shield(
+            client.chat.completions.create(model=settings.LLM_MODEL, messages=messages_for(prompt))
+        )
+    except openai.OpenAIError as exc:
+        failure = failure_from(exc)
+        await AICall.objects.acreate(**record.failed(failure).fields())
+        return failure.response()
+    record.succeeded(completion)
+    await AICall.objects.acreate(**record.fields())
+    return record.response()
 """,
         "reads request.POST": _chat('    prompt = request.POST["prompt"]\n'),
         "reads request.POST with a default": _chat('    prompt = request.POST.get("prompt", "")\n'),
@@ -185,10 +156,11 @@ async def chat(request):
                 await chat_probe.first_call(served, llm, f"{tag} first")
                 side_by_side, _ = await chat_probe.burst(served, llm, tag, BURST)
                 refused = await chat_probe.bad_input(served, llm)
+                hung_up = await chat_probe.hang_up(served, llm, f"{tag} hang-up")
                 fault = await chat_probe.llm_fault(served, llm, f"{tag} fault")
         return (
             f"{side_by_side}, each answered with its own reply. Through a real server it was "
-            f"not blocked by CSRF, {refused}, and {fault}."
+            f"not blocked by CSRF, {refused}, {hung_up}, and {fault}."
         )
 
 
