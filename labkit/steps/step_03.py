@@ -203,13 +203,14 @@ def get_client() -> openai.AsyncOpenAI:
             before = llm.stats()
             again = await run_experiment("step_03.client_per_loop", get_client, rounds=1, wave=3)
             second = Seen(before, llm.stats())
-        if again.get("errors") or second.calls < 3:
+        failed = len(again.get("errors", []))
+        if failed or second.calls < 3:
             raise Incorrect(
-                f"The first event loop's {calls} calls worked, but from a second event loop (a "
-                "new `asyncio.run`, as in another worker thread or a test) the mock LLM "
-                f"answered {second.calls} of 3 calls: `get_client()` handed out a client whose "
-                "pooled connections belong to the first, now closed, loop. Keep one client "
-                "per running loop.",
+                f"The first event loop's {calls} calls worked, but of 3 calls from a second "
+                "event loop (a new `asyncio.run`, as in another worker thread or a test) "
+                f"{failed or 3 - second.calls} failed (the mock LLM received {second.calls}): "
+                "`get_client()` handed out the first loop's client, whose pooled connections "
+                "belong to a loop that is now closed. Keep one client per running loop.",
                 evidence="\n".join(again.get("errors", [])) or "no error reported",
             )
         return (
@@ -229,7 +230,7 @@ def get_client() -> openai.AsyncOpenAI:
         measured = (
             f"{calls} calls ({ROUNDS} rounds of {WAVE} tasks at once, each asking "
             f"`get_client()`): the mock LLM answered {seen.calls}, over {seen.connections} "
-            f"new TCP connections, with at most {seen.peak} in flight at once"
+            f"new TCP connection(s), with at most {seen.peak} in flight at once"
         )
         if seen.calls < calls:
             raise Incorrect(
