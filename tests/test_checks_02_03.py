@@ -84,6 +84,38 @@ def test_chat_correct_answers_pass(chat_check, variant):
     assert outcome.status is Status.CORRECT, outcome.text
 
 
+@pytest.mark.parametrize(
+    ("name", "cause"),
+    [
+        ("list(queryset) in async code", "a query ran synchronously inside `async def`"),
+        ("sync_to_async without await", "returns a coroutine until you `await` it"),
+        ("counts only the listed calls", "count them all"),
+        ("remembers the first answer", "not from a remembered answer"),
+        ("oldest calls instead of the newest", "newest first"),
+    ],
+)
+def test_recent_calls_wrong_answers_are_told_their_cause(name, cause):
+    from labkit.steps import step_02
+
+    assert cause in wrong(step_02.q2, name)
+
+
+def test_recent_calls_through_sync_to_async_pass():
+    from labkit.steps import step_02
+
+    code = """
+async def recent_calls(request):
+    calls = await sync_to_async(list)(AICall.objects.order_by("-created", "-id")[:5])
+    recent = [
+        {"prompt": c.prompt[:60], "ok": c.ok, "latency_ms": round(c.latency_ms)} for c in calls
+    ]
+    return JsonResponse({"total": await sync_to_async(AICall.objects.count)(), "recent": recent})
+"""
+    for answer in (None, code):
+        outcome = run_answer(step_02.q2, answer)
+        assert outcome.status is Status.CORRECT, outcome.text
+
+
 # -- 03.1, 03.2 -----------------------------------------------------------------------------
 
 
