@@ -96,6 +96,23 @@ def test_async_sdk_streamed_and_not(llm):
     assert stats["completion_tokens_total"] == 12
 
 
+def test_stats_tell_the_sync_sdk_from_the_async_one(llm, raw):
+    # The SDK's X-Stainless-Async header: how a check tells `OpenAI` in a thread from
+    # `AsyncOpenAI` when concurrency alone cannot (each ASGI request has its own thread).
+    with sync_client(llm) as client:
+        client.chat.completions.create(model="mock-gpt", messages=USER)
+
+    async def main():
+        async with async_client(llm) as client:
+            await client.chat.completions.create(model="mock-gpt", messages=USER)
+
+    asyncio.run(main())
+    raw.post("/v1/chat/completions", json={"model": "mock-gpt", "messages": USER})
+    assert llm.stats()["sdk_async"] == {"absent": 1, "async:asyncio": 1, "false": 1}
+    llm.reset()
+    assert llm.stats()["sdk_async"] == {}
+
+
 def test_streamed_body_ends_right_after_done_so_connections_are_reused(llm, raw):
     body = {"model": "mock-gpt", "messages": USER, "stream": True}
     response = raw.post("/v1/chat/completions", json=body)

@@ -159,6 +159,7 @@ class MockService:
             return
         call = _Call()
         self.stats.call_started()
+        self.stats.client_seen(incoming.headers.get("x-stainless-async"))
         cancelled = False
         try:
             if first and self.settings.connect_delay_s:

@@ -51,6 +51,9 @@ class Stats:
         self.faults: Counter[str] = Counter()
         self.endpoints: Counter[str] = Counter()
         self.models: dict[str, Counter[str]] = {}
+        # The SDK's X-Stainless-Async header per call: "async:asyncio" from AsyncOpenAI,
+        # "false" from the sync OpenAI client, "absent" from clients that are not the SDK.
+        self.sdk_async: Counter[str] = Counter()
 
     # Connections
     def connection_opened(self, key: ConnectionKey) -> None:
@@ -109,6 +112,9 @@ class Stats:
             counts["requests"] += 1
             counts["errors"] += failed
 
+    def client_seen(self, sdk_async: str | None) -> None:
+        self.sdk_async[sdk_async or "absent"] += 1
+
     def tokens_used(self, model: str, prompt: int, completion: int) -> None:
         self.prompt_tokens_total += prompt
         self.completion_tokens_total += completion
@@ -147,6 +153,7 @@ class Stats:
             "statuses": {str(code): n for code, n in sorted(self.statuses.items())},
             "models": models,
             "endpoints": dict(sorted(self.endpoints.items())),
+            "sdk_async": dict(sorted(self.sdk_async.items())),
             "elapsed_s": round(time.monotonic() - self.started, 3),
             "cpu_s": round(time.process_time() - self.cpu_started, 3),
         }

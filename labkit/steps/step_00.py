@@ -5,14 +5,10 @@ Master: solutions/00_welcome.ipynb. Notebook: `from labkit.steps.step_00 import 
 
 from __future__ import annotations
 
-import inspect
+import random
 import uuid
-from typing import Any
 
 from labkit.exercises import CheckError, Exercise, Incorrect, expect_queries
-
-# A document id the seed never creates: its chunk count is 0, whatever the corpus holds.
-MISSING_DOCUMENT = 999_999
 
 
 def _django_ready() -> None:
@@ -30,11 +26,17 @@ def _signature(prompt: str) -> str:
     return f"Mock reply to “{excerpt}”."
 
 
-def _shorten(text: str, limit: int = 90) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class AskTheLLM(Exercise):
+    """`ask(prompt)` returns the text the LLM answered to that prompt.
+
+    A correct answer, judged at the lab's mock LLM with prompts chosen at check time:
+    - is `async def` and makes one call per prompt to `settings.LLM_MODEL` (the mock counts);
+    - returns the reply's text, a `str`, exactly what the mock answered to that prompt;
+    - answers two prompts asked at once each with its own reply (nothing shared or cached).
+    Where `settings.LLM_BASE_URL` points elsewhere the check still measures at the mock, and
+    says so: an `ask` the mock never heard from is not accepted.
+    """
+
     id = "00.1"
     title = "Ask the LLM through the SDK"
     hints = [
@@ -51,6 +53,10 @@ class AskTheLLM(Exercise):
             "    )"
         ),
         "hard-codes a reply": f'return "{_signature("Hello")} The view awaits the reply."',
+        "imitates the mock's reply without calling it": (
+            'excerpt = " ".join(prompt.split()[:8])\n'
+            'return f"Mock reply to “{excerpt}”. The view awaits the reply."'
+        ),
         "uses another model name": (
             "async with openai.AsyncOpenAI(**client_options()) as client:\n"
             "    completion = await client.chat.completions.create(\n"
@@ -65,44 +71,78 @@ class AskTheLLM(Exercise):
             "    )\n"
             "return completion.choices[0].message"
         ),
+        "answers every prompt with the first reply": (
+            "global _first_reply\n"
+            "if globals().get('_first_reply'):\n"
+            "    return _first_reply\n"
+            "async with openai.AsyncOpenAI(**client_options()) as client:\n"
+            "    completion = await client.chat.completions.create(\n"
+            "        model=settings.LLM_MODEL, messages=messages_for(prompt)\n"
+            "    )\n"
+            "_first_reply = completion.choices[0].message.content\n"
+            "return _first_reply"
+        ),
     }
     # `ask` may hold a client made in a cell, bound to the kernel's event loop.
     kernel_loop = True
 
-    async def evaluate(self, ask) -> str:
+    def prepare(self) -> None:
         _django_ready()
-        if not inspect.iscoroutinefunction(ask):
+
+    async def evaluate(self, ask) -> str:
+        from django.conf import settings
+
+        from labkit.steps.llmside import Seen, mock_replies, shorten
+        from labkit.steps.probes import lab_mock
+        from labkit.steps.subject import Raised, call, grading, is_async
+
+        if not is_async(ask):
             raise Incorrect(
                 "`ask` is a plain `def`: declare it `async def ask(prompt)` and `await` the "
                 "AsyncOpenAI call inside it."
             )
-        from django.conf import settings
-
-        from labkit.boot import mock_llm
-
-        mock = mock_llm()
-        if mock is None or not mock.running or settings.LLM_BASE_URL != mock.base_url:
-            return await self._against_real_endpoint(ask)
-        prompt = f"Warm-up check {uuid.uuid4().hex[:8]}: what does an event loop do?"
+        mock = lab_mock()
+        nonce = uuid.uuid4().hex[:8]
+        prompts = [
+            f"Warm-up check {nonce}: what does an event loop do?",
+            f"Second question {nonce}: why await a network call?",
+        ]
+        elsewhere = ""
+        if not grading() and settings.LLM_BASE_URL.rstrip("/") != mock.base_url.rstrip("/"):
+            elsewhere = (
+                f" Your settings point the SDK at {settings.LLM_BASE_URL}, not the lab's "
+                f"mock at {mock.base_url}: this check measures calls at the mock, so check "
+                "with the lab's settings (unset LAB_LLM_BASE_URL)."
+            )
         before = mock.stats()
-        reply = await ask(prompt)
-        after = mock.stats()
-        calls = after["requests_total"] - before["requests_total"]
-        if not isinstance(reply, str):
-            kind = type(reply).__name__
+        replies = []
+        try:
+            for prompt in prompts:
+                replies.append(await call(ask, prompt))
+        except Raised as error:
             raise Incorrect(
-                f"`ask(...)` returned a {kind}, not the reply's text. The text is "
-                "`completion.choices[0].message.content`.",
-                evidence=_shorten(repr(reply), 300),
-            )
-        if calls == 0:
+                f"`ask(...)` raised {error.type_name}; it should return the LLM's reply."
+                + elsewhere,
+                evidence=shorten(str(error), 300),
+            ) from None
+        seen = Seen(before, mock.stats())
+        for reply in replies:
+            if not isinstance(reply, str):
+                kind = reply.get("__type__") if isinstance(reply, dict) else None
+                shown = reply.get("repr") if isinstance(reply, dict) else reply
+                raise Incorrect(
+                    f"`ask(...)` returned a {kind or type(reply).__name__}, not the reply's "
+                    "text. The text is `completion.choices[0].message.content`.",
+                    evidence=shorten(shown, 300),
+                )
+        if seen.calls == 0:
             raise Incorrect(
-                "The mock LLM received no request while `ask(...)` ran (requests_total stayed "
-                f"at {after['requests_total']}): `ask` must call the LLM, not return a "
-                "fixed text.",
-                evidence=f"ask returned: {_shorten(reply)!r}",
+                f"`ask` answered {len(prompts)} prompts and the lab's mock LLM received no "
+                f"request (requests_total stayed at {seen.after['requests_total']}): `ask` must "
+                "call the LLM, not make up a text." + elsewhere,
+                evidence=f"ask returned: {shorten(replies[0])!r}",
             )
-        models = _model_calls(before, after)
+        models = seen.models()
         wrong = {name: n for name, n in models.items() if name != settings.LLM_MODEL}
         if wrong:
             listed = ", ".join(f"{name} ({n})" for name, n in wrong.items())
@@ -112,62 +152,41 @@ class AskTheLLM(Exercise):
                 "when the course switches endpoints.",
                 evidence=f"mock requests by model during the check: {models}",
             )
-        expected = _expected_reply(mock, settings.LLM_MODEL, prompt)
-        if reply == expected:
-            how = "exactly the mock's deterministic reply"
-        elif reply.startswith(_signature(prompt)):
-            how = "the mock's reply to your messages (you sent more than the prompt)"
-        else:
-            raise Incorrect(
-                "`ask(...)` returned a text that is not the mock's reply to that prompt.",
-                evidence=f"prompt:   {prompt!r}\nexpected: {_shorten(expected)!r}\n"
-                f"got:      {_shorten(reply)!r}",
-            )
-        return (
-            f"`ask` made {calls} call to {settings.LLM_MODEL!r} and returned {how}: "
-            f"{_shorten(reply, 70)!r}"
-        )
-
-    async def _against_real_endpoint(self, ask) -> str:
-        # A learner on their own endpoint: no deterministic reply to compare with.
-        first = await ask("Say 'one' and nothing else.")
-        second = await ask("Say 'two' and nothing else.")
-        for reply in (first, second):
-            if not isinstance(reply, str) or not reply.strip():
-                raise Incorrect(
-                    f"`ask(...)` returned {_shorten(repr(reply))}, expected the reply's text "
-                    "(`completion.choices[0].message.content`)."
+        expected = await mock_replies(mock, prompts)
+        for prompt, reply, want in zip(prompts, replies, expected, strict=True):
+            if reply == want:
+                continue
+            if replies[0] == replies[1]:
+                cause = (
+                    f"Two different prompts got the same text, and the mock saw {seen.calls} "
+                    f"call(s) for {len(prompts)} prompts: `ask` reuses an earlier reply "
+                    "instead of asking the LLM each time."
                 )
-        if first == second:
+            else:
+                cause = "`ask(...)` returned a text that is not the mock's reply to that prompt."
             raise Incorrect(
-                "Two different prompts got the same answer: is the reply hard-coded?",
-                evidence=f"both returned {_shorten(first)!r}",
+                cause,
+                evidence=f"prompt:   {prompt!r}\nexpected: {shorten(want)!r}\n"
+                f"got:      {shorten(reply)!r}",
             )
         return (
-            f"Your endpoint answered two prompts with {_shorten(first, 40)!r} and "
-            f"{_shorten(second, 40)!r}. (Against the mock this check also compares the exact text.)"
+            f"`ask` made {seen.calls} calls to {settings.LLM_MODEL!r} for {len(prompts)} "
+            f"prompts and returned exactly the mock's reply to each: {shorten(replies[0], 70)!r}"
         )
-
-
-def _model_calls(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
-    counts = {}
-    for name, row in after.get("models", {}).items():
-        n = row["requests"] - before.get("models", {}).get(name, {}).get("requests", 0)
-        if n:
-            counts[name] = n
-    return counts
-
-
-def _expected_reply(mock: Any, model: str, prompt: str) -> str:
-    from labkit.mock_llm import reply_for
-    from labproject.ai.llm import messages_for
-
-    config = mock.config()
-    length = tuple(config["reply_tokens"])
-    return reply_for(model, messages_for(prompt), config.get("seed"), length=length).text
 
 
 class CountChunks(Exercise):
+    """`chunk_count(doc_id)` counts document `doc_id`'s chunks in the database, in one query.
+
+    A correct answer, judged on a document the check inserts with a random number of chunks at
+    random positions (and deletes afterwards):
+    - is `async def` and uses the async ORM (a sync call raises SynchronousOnlyOperation);
+    - counts that document's rows, not every chunk, nor the highest position;
+    - runs one query per call, and asks again each time: a chunk added between two calls
+      shows in the second count (no remembered answer);
+    - answers 0 for a document that does not exist, instead of raising.
+    """
+
     id = "00.2"
     title = "Count a document's chunks with the async ORM"
     hints = [
@@ -178,50 +197,91 @@ class CountChunks(Exercise):
         "sync ORM in async code": "return Chunk.objects.filter(document_id=doc_id).count()",
         "counts every chunk": "return await Chunk.objects.acount()",
         "hard-codes the seed's 20": "return 20",
+        "the last position plus one": (
+            'last = await Chunk.objects.filter(document_id=doc_id).order_by("-position").afirst()\n'
+            "return 0 if last is None else last.position + 1"
+        ),
+        "remembers each document's count": (
+            "counts = globals().setdefault('_counts', {})\n"
+            "if doc_id not in counts:\n"
+            "    counts[doc_id] = await Chunk.objects.filter(document_id=doc_id).acount()\n"
+            "return counts[doc_id]"
+        ),
     }
 
-    async def evaluate(self, chunk_count) -> str:
+    def prepare(self) -> None:
         _django_ready()
-        if not inspect.iscoroutinefunction(chunk_count):
+
+    async def evaluate(self, chunk_count) -> str:
+        from django.db.models import Max
+
+        from labkit.steps.subject import is_async
+        from labproject.ai.models import Chunk, Document
+
+        if not is_async(chunk_count):
             raise Incorrect(
                 "`chunk_count` is a plain `def`: declare it `async def` and `await` the ORM."
             )
-        from django.core.exceptions import SynchronousOnlyOperation
-
-        from labkit.queries import count_queries
-        from labproject.ai.models import Chunk, Document
-
-        first = await Document.objects.order_by("id").afirst()
-        if first is None:
+        if not await Document.objects.aexists():
             raise CheckError("The database holds no documents: run the setup cell again.")
-        cases = [(first.id, await Chunk.objects.filter(document=first).acount())]
-        cases.append((MISSING_DOCUMENT, 0))
-        results = []
-        for doc_id, want in cases:
-            try:
-                async with count_queries() as log:
-                    got = await chunk_count(doc_id)
-            except SynchronousOnlyOperation:
+        rng = random.Random()
+        n = rng.randint(3, 9)
+        positions = rng.sample(range(4, 60), n)  # gaps, inserted out of order
+        fresh = await Document.objects.acreate(title=f"check 00.2 {uuid.uuid4().hex[:8]}")
+        try:
+            for position in positions:
+                await Chunk.objects.acreate(document=fresh, position=position, text="check")
+            top = (await Document.objects.aaggregate(top=Max("id")))["top"]
+            missing = top + rng.randint(1000, 9000)
+            results = [await self._case(chunk_count, fresh.id, n, "a document made just now")]
+            await Chunk.objects.acreate(document=fresh, position=2, text="one more")
+            results.append(
+                await self._case(chunk_count, fresh.id, n + 1, "the same one, a chunk added")
+            )
+            results.append(await self._case(chunk_count, missing, 0, "a document that is not"))
+        finally:
+            await fresh.adelete()
+        counted = ", ".join(text for text, _ in results)
+        return f"{counted}; {results[0][1]}"
+
+    @staticmethod
+    async def _case(chunk_count, doc_id: int, want: int, what: str) -> tuple[str, str]:
+        from labkit.steps.dbside import queries_seen
+        from labkit.steps.subject import Raised, call
+
+        try:
+            async with queries_seen(f"chunk_count({doc_id})") as log:
+                got = await call(chunk_count, doc_id)
+        except Raised as error:
+            if error.type_name == "SynchronousOnlyOperation":
                 raise Incorrect(
                     f"`chunk_count({doc_id})` raised SynchronousOnlyOperation: a sync ORM call "
                     "(`.count()`, a plain `for` over a queryset) inside async code. Use the "
                     "`a`-methods: `await ....acount()`."
                 ) from None
-            if got != want:
-                raise Incorrect(
-                    f"`chunk_count({doc_id})` returned {got!r}; document {doc_id} has {want} "
-                    f"chunks.",
-                    evidence=f"SQL it ran:\n{log.numbered()}"
-                    if log.n_queries
-                    else "No query ran: the function never asked the database.",
-                )
+            raise Incorrect(
+                f"`chunk_count({doc_id})` ({what}) raised {error.type_name}; expected {want}.",
+                evidence=str(error)[:300],
+            ) from None
+        if got != want or isinstance(got, bool):
+            cause = ""
             if log.n_queries == 0:
-                raise Incorrect(
-                    f"`chunk_count({doc_id})` ran no query: the answer must come from the database."
+                cause = (
+                    " It ran no query: the count must come from the database each time, not "
+                    "from a remembered or fixed value."
                 )
-            results.append(f"chunk_count({doc_id}) = {got}")
-            counted = expect_queries(log, at_most=1)
-        return f"{', '.join(results)}; {counted}"
+            raise Incorrect(
+                f"`chunk_count({doc_id})` ({what}) returned {got!r}; the check counted {want} "
+                "chunk rows for it in the database." + cause,
+                evidence=f"SQL it ran:\n{log.numbered()}"
+                if log.n_queries
+                else "No query ran: the function never asked the database.",
+            )
+        if log.n_queries == 0:
+            raise Incorrect(
+                f"`chunk_count({doc_id})` ran no query: the answer must come from the database."
+            )
+        return f"chunk_count({what}) = {got}", expect_queries(log, at_most=1)
 
 
 q1 = AskTheLLM()

@@ -7,33 +7,33 @@ Master: solutions/03_connection_pooling.ipynb. In the notebook:
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from labkit.exercises import CheckError, Exercise, Incorrect
+
+# Registers the experiments "step_03.client_per_loop" and "step_03.pool_burst".
+from labkit.steps import pooling_probe  # noqa: F401
 
 # 03.1: calls in rounds of WAVE at once; a shared pool reuses the first round's connections.
 ROUNDS, WAVE = 4, 10
 # 03.2: the pool size the exercise asks for, the burst that must respect it, and the budgets.
 POOL_SIZE, CONCURRENT = 20, 60
 MAX_CONNECT_S, MAX_POOL_S, MIN_READ_S = 5.0, 10.0, 30.0
-CALL_LATENCY = "0.2"  # seconds, per call, through the mock's x-mock-latency header
-
-
-async def _ask(client: Any, model: str) -> Any:
-    return await client.chat.completions.create(
-        model=model,
-        messages=[{"role": "user", "content": "Say hi."}],
-        extra_headers={"x-mock-latency": CALL_LATENCY},
-    )
-
-
-def _same_url(a: object, b: object) -> bool:
-    return str(a).rstrip("/") == str(b).rstrip("/")
+CALL_LATENCY_S = 0.2  # the mock's latency while a check runs
+QUIET = {"rpm": 0, "tpm": 0, "faults": {}, "fault": None, "latency_s": CALL_LATENCY_S}
 
 
 class ClientPerLoop(Exercise):
+    """`get_client()` returns one pooled `AsyncOpenAI` per running event loop.
+
+    A correct answer, judged at the mock LLM (connections opened, calls in flight at once):
+    - called from every task of a loop (10 tasks at once, 4 rounds), hands them one client:
+      about 10 connections for 40 calls, not one client per task or per context;
+    - lets a wave of 10 calls run side by side (its pool is not throttled to one connection);
+    - in a second event loop (another thread, a test) hands out a client that works there,
+      instead of the first loop's, whose connections belong to a closed loop.
+    """
+
     id = "03.1"
     title = "One pooled client per event loop"
     hints = [
@@ -61,6 +61,29 @@ def get_client() -> openai.AsyncOpenAI:
 def get_client() -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(**client_options())
 """,
+        "one client per task": """
+_clients = weakref.WeakKeyDictionary()  # task -> its client
+
+
+def get_client() -> openai.AsyncOpenAI:
+    task = asyncio.current_task()
+    if task not in _clients:
+        _clients[task] = openai.AsyncOpenAI(**client_options())
+    return _clients[task]
+""",
+        "a per-loop client on a one-connection pool": """
+_clients = weakref.WeakKeyDictionary()  # event loop -> its client
+
+
+def get_client() -> openai.AsyncOpenAI:
+    loop = asyncio.get_running_loop()
+    if loop not in _clients:
+        _clients[loop] = openai.AsyncOpenAI(
+            **client_options(),
+            http_client=openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=1)),
+        )
+    return _clients[loop]
+""",
     }
 
     def prepare(self) -> None:
@@ -68,75 +91,97 @@ def get_client() -> openai.AsyncOpenAI:
 
         require_django()
 
-    def evaluate(self, get_client) -> str:
-        from labkit.steps.probes import lab_mock
+    async def evaluate(self, get_client) -> str:
+        from labkit.steps.llmside import Seen
+        from labkit.steps.probes import lab_mock, mock_settings
+        from labkit.steps.subject import Raised, run_experiment
 
         llm = lab_mock()
-        first_client, same, opened = asyncio.run(self._first_loop(get_client, llm))
         calls = ROUNDS * WAVE
-        if opened > 2 * WAVE:
+        with mock_settings(llm, **QUIET):
+            llm.reset()
+            before = llm.stats()
+            try:
+                facts = await run_experiment(
+                    "step_03.client_per_loop", get_client, rounds=ROUNDS, wave=WAVE
+                )
+            except Raised as error:
+                raise Incorrect(
+                    f"`get_client()` raised {error.type_name} in a fresh event loop.",
+                    evidence=str(error)[:300],
+                ) from None
+            first = Seen(before, llm.stats())
+            self._judge_first_loop(facts, first, calls)
+            before = llm.stats()
+            again = await run_experiment("step_03.client_per_loop", get_client, rounds=1, wave=3)
+            second = Seen(before, llm.stats())
+        failed = len(again.get("errors", []))
+        if failed or second.calls < 3:
             raise Incorrect(
-                f"{calls} calls ({ROUNDS} rounds of {WAVE} at once) opened {opened} TCP "
-                f"connections at the LLM; one pooled client per loop needs about {WAVE}: the "
-                "second round reuses the first round's connections. Is `get_client()` "
-                "making a new client each time?"
+                f"The first event loop's {calls} calls worked, but of 3 calls from a second "
+                "event loop (a new `asyncio.run`, as in another worker thread or a test) "
+                f"{failed or 3 - second.calls} failed (the mock LLM received {second.calls}): "
+                "`get_client()` handed out the first loop's client, whose pooled connections "
+                "belong to a loop that is now closed. Keep one client per running loop.",
+                evidence="\n".join(again.get("errors", [])) or "no error reported",
             )
-        if not same:
-            raise Incorrect(
-                "Two calls to `get_client()` in the same event loop returned two different "
-                "clients: each has its own pool, so their connections are not shared."
-            )
-        second_client = asyncio.run(self._second_loop(get_client))
         return (
-            f"{calls} calls from one event loop ({ROUNDS} rounds of {WAVE} at once) opened "
-            f"{opened} TCP connections, and a second event loop got "
-            f"{'its own client' if second_client is not first_client else 'a client'} "
-            "that works."
+            f"{calls} calls from one event loop ({ROUNDS} rounds of {WAVE} tasks at once, each "
+            f"task asking `get_client()`) opened {first.connections} TCP connections with up to "
+            f"{first.peak} calls in flight at once, and a second event loop got a client that "
+            "works."
         )
 
     @staticmethod
-    async def _first_loop(get_client, llm) -> tuple[Any, bool, int]:
-        import openai
-        from django.conf import settings
-
-        client = get_client()
-        if not isinstance(client, openai.AsyncOpenAI):
+    def _judge_first_loop(facts: dict[str, Any], seen: Any, calls: int) -> None:
+        if not facts.get("is_async_openai"):
             raise Incorrect(
-                f"`get_client()` returned {type(client).__name__}, expected an "
+                f"`get_client()` returned {facts.get('type')}, expected an "
                 "`openai.AsyncOpenAI` (the sync `OpenAI` client would block the event loop)."
             )
-        if not _same_url(client.base_url, settings.LLM_BASE_URL):
+        measured = (
+            f"{calls} calls ({ROUNDS} rounds of {WAVE} tasks at once, each asking "
+            f"`get_client()`): the mock LLM answered {seen.calls}, over {seen.connections} "
+            f"new TCP connection(s), with at most {seen.peak} in flight at once"
+        )
+        if seen.calls < calls:
             raise Incorrect(
-                f"The client talks to {client.base_url}, not the lab's LLM at "
-                f"{settings.LLM_BASE_URL}: create it with `**client_options()`."
+                f"{measured}. The client talks to {facts.get('base_url')}: create it with "
+                "`**client_options()` so it reaches the lab's LLM.",
+                evidence="\n".join(facts.get("errors", [])) or "no error reported",
             )
-        same = get_client() is client
-        before = llm.stats()["connections_total"]
-        for _ in range(ROUNDS):
-            await asyncio.gather(*(_ask(get_client(), settings.LLM_MODEL) for _ in range(WAVE)))
-        return client, same, llm.stats()["connections_total"] - before
-
-    @staticmethod
-    async def _second_loop(get_client) -> Any:
-        from django.conf import settings
-
-        client = get_client()
-        try:
-            await asyncio.gather(*(_ask(get_client(), settings.LLM_MODEL) for _ in range(3)))
-        except Exception as error:  # whatever the shared pool raises in a foreign loop
-            cause = error.__cause__ or error.__context__
-            because = f"\ncaused by {type(cause).__name__}: {cause}" if cause else ""
+        if seen.connections > 2 * WAVE:
+            per = facts.get("clients_in_this_loop", 0)
+            who = (
+                f"The loop's tasks got {per} different clients: one per task or per call, "
+                "each with its own pool. Key the cache by the running loop "
+                "(`asyncio.get_running_loop()`), not the task or a context variable."
+                if per > 1
+                else "Is `get_client()` making a new client each time?"
+            )
             raise Incorrect(
-                "The first event loop's calls worked, but from a second event loop (a new "
-                "`asyncio.run`, as in another worker thread or a test) `get_client()` handed "
-                "out a client that fails: its pooled connections belong to the first loop. "
-                "Keep one client per running loop.",
-                evidence=f"{type(error).__name__}: {error}{because}",
-            ) from None
-        return client
+                f"{measured}; one pooled client per loop needs about {WAVE}, since later "
+                f"rounds reuse the first round's connections. {who}"
+            )
+        if seen.peak < WAVE // 2:
+            raise Incorrect(
+                f"{measured}: the calls of a wave waited for each other. The client's pool "
+                f"allows too few connections for {WAVE} calls at once: keep the SDK's default "
+                "pool (or `max_connections` well above the calls you make at once)."
+            )
 
 
 class PoolLimits(Exercise):
+    """`make_http_client()` returns an httpx2 client with a 20-connection pool and budgets.
+
+    A correct answer, judged at the mock LLM with 60 calls at once through the SDK:
+    - never lets more than 20 calls (or connections) reach the LLM at once, yet lets close to
+      20 through: the limit is the pool's, not a throttle to a handful;
+    - answers all 60: the 40 waiting for a pooled connection do not time out this soon;
+    - (what the client says of itself, the sandbox's claim) connects within 5 s, gives up
+      waiting for a pooled connection within 10 s, waits at least 30 s for an answer.
+    """
+
     id = "03.2"
     title = "A pool with limits and timeout budgets"
     hints = [
@@ -148,6 +193,13 @@ class PoolLimits(Exercise):
         "answer, 2 s to connect, 5 s to wait for a free pooled connection.",
     ]
     wrong_answers = {
+        "a pool of 5": """
+def make_http_client() -> httpx2.AsyncClient:
+    return openai.DefaultAsyncHttpxClient(
+        limits=httpx2.Limits(max_connections=5, max_keepalive_connections=5),
+        timeout=httpx2.Timeout(60.0, connect=2.0, pool=5.0),
+    )
+""",
         "no limits": """
 def make_http_client() -> httpx2.AsyncClient:
     return openai.DefaultAsyncHttpxClient(timeout=httpx2.Timeout(60.0, connect=2.0, pool=5.0))
@@ -180,85 +232,70 @@ def make_http_client() -> httpx2.AsyncClient:
         require_django()
 
     async def evaluate(self, make_http_client) -> str:
-        import httpx
-        import httpx2
-
-        from labkit.steps.probes import lab_mock
+        from labkit.steps.llmside import Seen
+        from labkit.steps.probes import lab_mock, mock_settings
+        from labkit.steps.subject import Raised, run_experiment
 
         llm = lab_mock()
-        http_client = make_http_client()
-        if isinstance(http_client, httpx.AsyncClient):
-            await http_client.aclose()
+        with mock_settings(llm, **QUIET):
+            llm.reset()
+            before = llm.stats()
+            try:
+                facts = await run_experiment(
+                    "step_03.pool_burst", make_http_client, concurrent=CONCURRENT
+                )
+            except Raised as error:
+                raise Incorrect(
+                    f"`make_http_client()` raised {error.type_name}.", evidence=str(error)[:300]
+                ) from None
+            seen = Seen(before, llm.stats())
+        if facts.get("is_plain_httpx"):
             raise Incorrect(
                 "`make_http_client()` returned a plain `httpx.AsyncClient`. openai 3 still "
                 "accepts one, but its transport is httpcore 1.0.9, whose pool falls far "
                 "behind httpx2's at a few hundred concurrent calls. Build on `openai."
                 "DefaultAsyncHttpxClient` (an `httpx2.AsyncClient`) with `httpx2.Limits`."
             )
-        if not isinstance(http_client, httpx2.AsyncClient):
+        if not facts.get("is_httpx2"):
             raise Incorrect(
-                f"`make_http_client()` returned {type(http_client).__name__}, expected an "
+                f"`make_http_client()` returned {facts.get('type')}, expected an "
                 "`httpx2.AsyncClient` such as `openai.DefaultAsyncHttpxClient(...)`."
             )
-        try:
-            peak, answered, elapsed = await self._burst(http_client, llm)
-        finally:
-            await http_client.aclose()
+        if seen.calls == 0:
+            raise CheckError(
+                "No call reached the lab's LLM: " + "; ".join(facts.get("errors", []))[:300]
+            )
         measured = (
-            f"{CONCURRENT} calls at once: at most {peak} in flight at the LLM, {answered} "
-            f"answered in {elapsed:.2f} s"
+            f"{CONCURRENT} calls at once: the mock LLM saw at most {seen.peak} in flight over "
+            f"{seen.connections} connections, and answered {seen.calls}"
         )
-        problems = self._problems(http_client)
-        if peak > POOL_SIZE:
-            problems.insert(0, f"the pool let {peak} calls through at once")
+        problems = self._problems(facts)
+        if seen.peak > POOL_SIZE or seen.connections > POOL_SIZE:
+            problems.insert(0, f"the pool let {max(seen.peak, seen.connections)} through at once")
+        elif seen.peak <= POOL_SIZE // 2:
+            problems.insert(
+                0, f"the pool let only {seen.peak} through at once, where {POOL_SIZE} may go"
+            )
         if problems:
             raise Incorrect(
                 "Not yet: " + "; ".join(problems) + ".", evidence=f"measured: {measured}"
             )
-        if answered < CONCURRENT:
+        if seen.calls < CONCURRENT or facts.get("answered", 0) < CONCURRENT:
             raise Incorrect(
-                f"Only {answered} of {CONCURRENT} calls answered: the calls waiting for a "
-                "pooled connection must not time out this soon.",
-                evidence=f"measured: {measured}",
+                f"{measured}; {facts.get('answered')} answers came back to the client: the "
+                "calls waiting for a pooled connection must not time out this soon.",
+                evidence="\n".join(facts.get("errors", [])),
             )
-        timeout = http_client.timeout
+        timeout = facts["timeout"]
         return (
-            f"{measured}. Budgets: connect {timeout.connect:g} s, pool {timeout.pool:g} s, "
-            f"read {timeout.read:g} s."
+            f"{measured}. Budgets: connect {timeout['connect']:g} s, pool {timeout['pool']:g} s, "
+            f"read {timeout['read']:g} s."
         )
 
     @staticmethod
-    async def _burst(http_client: Any, llm: Any) -> tuple[int, int, float]:
-        import openai
-        from django.conf import settings
-
-        # No timeout= here: given one, the SDK would send it with every request and override
-        # the budgets of the learner's client.
-        client = openai.AsyncOpenAI(
-            base_url=settings.LLM_BASE_URL,
-            api_key=settings.LLM_API_KEY,
-            http_client=http_client,
-            max_retries=0,
-        )
-        llm.reset()
-        started = time.perf_counter()
-        results = await asyncio.gather(
-            *(_ask(client, settings.LLM_MODEL) for _ in range(CONCURRENT)),
-            return_exceptions=True,
-        )
-        elapsed = time.perf_counter() - started
-        stats = llm.stats()
-        answered = sum(not isinstance(r, BaseException) for r in results)
-        if answered == 0:
-            error = next(r for r in results if isinstance(r, BaseException))
-            raise CheckError(f"No call reached the lab's LLM: {type(error).__name__}: {error}")
-        return stats["in_flight_peak"], answered, elapsed
-
-    @staticmethod
-    def _problems(http_client: Any) -> list[str]:
+    def _problems(facts: dict[str, Any]) -> list[str]:
         problems = []
-        pool = getattr(getattr(http_client, "_transport", None), "_pool", None)
-        limit = getattr(pool, "_max_connections", None)
+        limit = facts.get("max_connections")
         if limit is None:
             problems.append(
                 "the pool's max_connections could not be read: pass "
@@ -266,20 +303,21 @@ def make_http_client() -> httpx2.AsyncClient:
             )
         elif limit != POOL_SIZE:
             problems.append(f"max_connections is {limit}, expected {POOL_SIZE}")
-        timeout = http_client.timeout
-        if timeout.connect is None or timeout.connect > MAX_CONNECT_S:
+        timeout = facts.get("timeout", {})
+        connect, pool, read = timeout.get("connect"), timeout.get("pool"), timeout.get("read")
+        if connect is None or connect > MAX_CONNECT_S:
             problems.append(
-                f"the connect budget is {_seconds(timeout.connect)}; a reachable provider "
+                f"the connect budget is {_seconds(connect)}; a reachable provider "
                 f"connects in well under {MAX_CONNECT_S:g} s"
             )
-        if timeout.pool is None or timeout.pool > MAX_POOL_S:
+        if pool is None or pool > MAX_POOL_S:
             problems.append(
-                f"the pool budget is {_seconds(timeout.pool)}: with every connection busy a "
+                f"the pool budget is {_seconds(pool)}: with every connection busy a "
                 f"request waits that long for one; give up within {MAX_POOL_S:g} s"
             )
-        if timeout.read is not None and timeout.read < MIN_READ_S:
+        if read is not None and read < MIN_READ_S:
             problems.append(
-                f"the read budget is {_seconds(timeout.read)}, shorter than a slow LLM answer; "
+                f"the read budget is {_seconds(read)}, shorter than a slow LLM answer; "
                 f"keep it at least {MIN_READ_S:g} s"
             )
         return problems

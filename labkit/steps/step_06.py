@@ -7,10 +7,8 @@ Master: solutions/06_load_testing.ipynb. In the notebook:
 
 from __future__ import annotations
 
-import ast
-import ipaddress
 import os
-import re
+import random
 import statistics
 import subprocess
 import sys
@@ -19,21 +17,23 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from labkit.exercises import CheckError, Exercise, Incorrect, NotAttempted
+from labkit.steps.locust_probe import (
+    LOCUSTFILE,
+    RUN_S,
+    SERVE_S,
+    USERS,
+    judge,
+    locust_counts,
+    static_checks,
+)
+from labkit.steps.subject import experiment
 
 # 06.1: (users, wait_s, mean response s, p95 s, LLM latency s) of the runs the check builds.
 # The first is the tutorial's table: 50 users pausing 1-3 s, p95 3.2 s.
 SCENARIOS = [(50, 2.0, 1.6, 3.2, 1.0), (20, 0.0, 0.8, 2.4, 0.5), (8, 0.5, 0.35, 0.9, 0.3)]
 TOLERANCE = 0.03  # relative: rounding, or a mean computed from the timings by hand
-
-# 06.2: the file the exercise cell writes, and the short run the check makes with it.
-LOCUSTFILE = "locustfile.py"
-USERS, RUN_S, SERVE_S = 5, 4, 0.1
-# A user that thinks for at least a second between requests is never this quick again.
-MIN_GAP_S = 0.8
-URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'/]+")
 
 
 def _synthetic_run(users: int, wait_s: float, mean_s: float, p95_s: float, latency_s: float):
@@ -61,7 +61,28 @@ def _synthetic_run(users: int, wait_s: float, mean_s: float, p95_s: float, laten
     )
 
 
+@experiment("step_06.expected_rps")
+async def expected_rps_of(expected_rps: Any, *, scenarios: list) -> list[Any]:
+    """`expected_rps(run)` for the synthetic run of each scenario, built beside the learner."""
+    from labkit.grading.servant import error_of, invoke, jsonable
+
+    answers = []
+    for scenario in scenarios:
+        try:
+            answers.append(jsonable(await invoke(expected_rps, [_synthetic_run(*scenario)], {})))
+        except Exception as exc:  # noqa: BLE001 - reported as data, judged by the checker
+            answers.append({"raised": error_of(exc)})
+    return answers
+
+
 class ExpectedRps(Exercise):
+    """`expected_rps(run)`: Little's law for a closed loop, users / (mean response + pause).
+
+    Judged on synthetic runs whose mean, p50, p95 and LLM latency all differ (the tutorial's
+    table, runs without pauses, and runs drawn at check time), so using any other time than
+    the mean response plus the mean pause, or mixing units, misses at least one.
+    """
+
     id = "06.1"
     title = "Little's law for a closed loop"
     hints = [
@@ -80,6 +101,9 @@ return run.users / (run.mean_ms / 1000)
         "p95 instead of the mean": """
 return run.users / (run.p95_ms / 1000 + run.wait_s)
 """,
+        "the median instead of the mean": """
+return run.users / (run.p50_ms / 1000 + run.wait_s)
+""",
         "the LLM's latency instead of the response time": """
 return run.users / (run.latency_s + run.wait_s)
 """,
@@ -88,29 +112,54 @@ return run.users / (run.mean_ms + run.wait_s)
 """,
     }
 
-    def evaluate(self, expected_rps) -> str:
+    async def evaluate(self, expected_rps) -> str:
+        from labkit.steps.subject import run_experiment
+
+        rng = random.Random()
+        scenarios = list(SCENARIOS)
+        for _ in range(2):
+            mean_s = round(rng.uniform(0.3, 2.0), 2)
+            scenarios.append(
+                (
+                    rng.randint(5, 80),
+                    round(rng.uniform(0.5, 3.0), 1),
+                    mean_s,
+                    round(mean_s * rng.uniform(1.8, 2.5), 2),
+                    round(mean_s * rng.uniform(0.3, 0.6), 2),
+                )
+            )
+        answers = await run_experiment(
+            "step_06.expected_rps", expected_rps, scenarios=[list(s) for s in scenarios]
+        )
         lines = []
-        for users, wait_s, mean_s, p95_s, latency_s in SCENARIOS:
-            run = _synthetic_run(users, wait_s, mean_s, p95_s, latency_s)
+        for scenario, got in zip(scenarios, answers, strict=True):
+            users, wait_s, _, _, latency_s = scenario
+            run = _synthetic_run(*scenario)
             mean_s = run.mean_ms / 1000
             right = users / (mean_s + wait_s)
-            got = expected_rps(run)
-            if not isinstance(got, int | float):
-                raise Incorrect(
-                    f"`expected_rps(run)` returned {type(got).__name__}, expected a number of "
-                    "requests per second."
-                )
-            scenario = (
+            described = (
                 f"{users} users pausing {wait_s:g} s between requests, mean response "
-                f"{mean_s:.2f} s (p95 {run.p95_ms / 1000:.2f} s, LLM latency {latency_s:g} s)"
+                f"{mean_s:.2f} s (p50 {run.p50_ms / 1000:.2f} s, p95 {run.p95_ms / 1000:.2f} s, "
+                f"LLM latency {latency_s:g} s)"
             )
+            if isinstance(got, dict) and "raised" in got:
+                raise Incorrect(
+                    f"For {described}, `expected_rps(run)` raised {got['raised']['type']}.",
+                    evidence=str(got["raised"]["message"])[:300],
+                )
+            if not isinstance(got, int | float) or isinstance(got, bool):
+                kind = got.get("__type__") if isinstance(got, dict) else type(got).__name__
+                raise Incorrect(
+                    f"`expected_rps(run)` returned {kind}, expected a number of requests per "
+                    "second."
+                )
             if abs(got - right) > TOLERANCE * right:
                 raise Incorrect(
-                    f"For {scenario} you predicted {got:.3g} req/s; Little's law gives "
+                    f"For {described} you predicted {got:.3g} req/s; Little's law gives "
                     f"{users} ÷ ({mean_s:.2f} + {wait_s:g}) = {right:.3g} req/s."
                     + _diagnose(got, run),
                 )
-            lines.append(f"{scenario}: {got:.1f} req/s")
+            lines.append(f"{described}: {got:.1f} req/s")
         return "Little's law, right for every run:\n" + "\n".join(f"- {line}" for line in lines)
 
 
@@ -122,6 +171,8 @@ def _diagnose(got: float, run: Any) -> str:
         "sends nothing.": users / (run.mean_ms / 1000),
         " It matches users ÷ (p95 + pause): throughput counts every request, so it takes "
         "the mean, not the slow tail.": users / (run.p95_ms / 1000 + wait_s),
+        " It matches users ÷ (median + pause): the slow tail counts too, so it takes the "
+        "mean, not the median.": users / (run.p50_ms / 1000 + wait_s),
         " It matches users ÷ (LLM latency + pause): the users wait for the whole response, "
         "queueing and the view's own work included, not only the LLM.": users
         / (run.latency_s + wait_s),
@@ -237,6 +288,15 @@ class AIUser(HttpUser):
         require_django()
 
     async def evaluate(self) -> str:
+        from labkit.steps.subject import grading
+
+        if grading():
+            # The file lives in the sandbox, and running it is running the learner's code:
+            # the checker may do neither. Checked in the learner's kernel (`q2.check()`).
+            raise CheckError(
+                f"06.2 runs your {LOCUSTFILE} with Locust, which the grader does not do outside "
+                "your notebook's sandbox: it is checked in the notebook with `q2.check()`."
+            )
         path = Path.cwd() / LOCUSTFILE
         if not path.exists():
             raise NotAttempted(
@@ -244,9 +304,9 @@ class AIUser(HttpUser):
                 "line, `%%writefile locustfile.py`, writes the file), then check again."
             )
         source = path.read_text(encoding="utf-8")
-        _static_checks(source)
+        static_checks(source)
         seen, statuses, stderr = await self._run(path)
-        return _judge(seen, statuses, stderr)
+        return judge(seen, statuses, stderr)
 
     async def _run(self, path: Path) -> tuple[list[dict[str, Any]], Counter, str]:
         """Run the learner's locustfile for RUN_S s against a probe chat view; return what came."""
@@ -288,6 +348,7 @@ class AIUser(HttpUser):
                 "--host", served.server.url, "-u", str(USERS), "-r", str(USERS),
                 "-t", f"{RUN_S}s", "--only-summary", "--stop-timeout", "0",
                 "--exit-code-on-error", "0", "--loglevel", "WARNING",
+                "--json-file", str(Path(workdir) / "stats"),
             ]  # fmt: skip
             env = {k: v for k, v in os.environ.items() if k != "LABKIT_LOAD"}
             try:
@@ -305,107 +366,8 @@ class AIUser(HttpUser):
                 raise CheckError(
                     f"Locust ran over {RUN_S + 30} s with your {LOCUSTFILE} and was stopped."
                 ) from None
-            await asyncio.sleep(SERVE_S + 0.2)  # the last answers are recorded
-            statuses = Counter(
-                (t.method, t.path, t.status) for t in served.server.timings if t.path != "/healthz"
-            )
         stderr = done.stderr.decode(errors="replace")
-        return seen, statuses, stderr
-
-
-def _static_checks(source: str) -> None:
-    """Refuse a file that does not parse or that would send load to another machine."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as error:
-        raise Incorrect(
-            f"{LOCUSTFILE} is not valid Python: {error.msg} (line {error.lineno}).",
-            evidence=(error.text or "").rstrip(),
-        ) from None
-    if any(_raises_not_implemented(node) for node in ast.walk(tree)):
-        raise NotAttempted(
-            f"{LOCUSTFILE} still raises NotImplementedError: write the task, run the cell, "
-            "then check again."
-        )
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
-            continue
-        for found in URL.findall(node.value):
-            host = urlsplit(found).hostname or ""
-            if not _is_loopback(host):
-                raise Incorrect(
-                    f"{LOCUSTFILE} names the host {host!r} (line {node.lineno}): a load test "
-                    "aimed at a machine you do not own is an attack, and the lab never sends "
-                    "one, so this file was not run. Leave the host out of the file and give "
-                    "it with `--host http://127.0.0.1:8000` on the command line.",
-                    evidence=f"line {node.lineno}: {found}",
-                )
-
-
-def _raises_not_implemented(node: ast.AST) -> bool:
-    """True for `raise NotImplementedError` or `raise NotImplementedError(...)` (the starter's)."""
-    if not isinstance(node, ast.Raise) or node.exc is None:
-        return False
-    exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
-    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _judge(seen: list[dict[str, Any]], statuses: Counter, stderr: str) -> str:
-    """Say what the short run shows: the right requests, paced like people, varied prompts."""
-    total = sum(statuses.values())
-    tail = "\n".join(stderr.strip().splitlines()[-12:])
-    if not total:
-        raise Incorrect(
-            f"Locust ran your {LOCUSTFILE} for {RUN_S} s with {USERS} users, and no request "
-            "reached the server. Its output ends:",
-            evidence=tail or "(nothing)",
-        )
-    listed = ", ".join(f"{n} × {m} {p} → {s}" for (m, p, s), n in statuses.most_common(4))
-    good = [r for r in seen if r["method"] == "POST" and r["prompt"] and r["prompt"].strip()]
-    if len(good) < total / 2:
-        raise Incorrect(
-            f"{total} requests reached the server in {RUN_S} s, {len(good)} of them a POST "
-            'to /api/chat/ with a JSON body {"prompt": ...}: the chat endpoint takes JSON, '
-            "posted. The server saw:",
-            evidence=listed,
-        )
-    gaps = []
-    for port in {r["port"] for r in good}:
-        times = sorted(r["t"] for r in good if r["port"] == port)
-        gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
-    gap_s = statistics.median(gaps) if gaps else None
-    if gap_s is not None and gap_s < MIN_GAP_S:
-        raise Incorrect(
-            f"{len(good)} chat requests from {USERS} users in {RUN_S} s: each user sent its "
-            f"next request {gap_s:.2f} s after the previous one (median), as soon as the "
-            f"{SERVE_S:g} s answer came. Nobody types that fast: without a `wait_time` a user "
-            "never pauses, and the test measures a flood, not visitors. Add "
-            "`wait_time = between(1, 3)`.",
-            evidence=listed,
-        )
-    prompts = Counter(r["prompt"] for r in good)
-    if len(good) > 2 and len(prompts) == 1:
-        raise Incorrect(
-            f"All {len(good)} chat requests sent the same prompt, {next(iter(prompts))!r}: "
-            "a response cache answers every one after the first, and the test measures the "
-            "cache, not the LLM path. Vary the prompt per request.",
-            evidence=listed,
-        )
-    gap = "" if gap_s is None else f", each user pausing {gap_s:.1f} s between requests (median)"
-    return (
-        f"{len(good)} POSTs of JSON prompts to /api/chat/ from {USERS} users in {RUN_S} s"
-        f"{gap}, {len(prompts)} different prompts. Take the file home: point `--host` at "
-        "your own server."
-    )
+        return seen, locust_counts(Path(workdir) / "stats.json"), stderr
 
 
 q1 = ExpectedRps()
