@@ -111,8 +111,9 @@ async def _verify_master(master: Any, options: Any, cluster: Any) -> list[Proof]
                 add(probe.forget_source(exercise.id))
                 add(code, variant=label)
                 add(probe.probe_source(exercise.id), kernel_probe=label)
-                cells.append(servant_cell(label))
-                episodes.append(Episode(label, [exercise.id]))
+                if exercise.feedback_only is None:
+                    cells.append(servant_cell(label))
+                    episodes.append(Episode(label, [exercise.id]))
                 expected[label] = (exercise.id, name, want)
             continue
         tags = master.notebook["cells"][cell.index]["metadata"].get("tags", [])
@@ -131,6 +132,13 @@ async def _verify_master(master: Any, options: Any, cluster: Any) -> list[Proof]
     kernel = result.notes.get("kernel", {}) if isinstance(result.notes.get("kernel"), dict) else {}
     for label, (exercise_id, name, want) in expected.items():
         graded = result.outcomes(label).get(exercise_id)
+        if registered[exercise_id].feedback_only is not None:
+            # Not graded: the kernel's own check is the one learners get; prove that one.
+            in_kernel = str(kernel.get(label))
+            proofs.append(
+                Proof(exercise_id, f"{name} (kernel check)", want, in_kernel, in_kernel == want)
+            )
+            continue
         if graded is None:
             why = result.errors.get(label) or result.error or "the grader gave no outcome"
             proofs.append(Proof(exercise_id, name, want, "no result", False, why))

@@ -65,6 +65,10 @@ class Exercise:
     # True when `evaluate` uses objects bound to the kernel's loop: the grader then awaits it
     # on that loop (like `await q.acheck()`) instead of a worker thread's loop.
     kernel_loop: ClassVar[bool] = False
+    # None: `labkit grade` judges it from outside the sandbox. A reason: feedback only — the
+    # check cannot be judged without running the learner's code where the verdict is made, so
+    # the grader leaves it out of the score and says why (q.check() still works in a notebook).
+    feedback_only: ClassVar[str | None] = None
 
     def evaluate(self, *args: Any) -> str | None:
         """Judge the learner's definitions (the parameters); raise an outcome or return."""

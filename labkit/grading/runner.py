@@ -231,10 +231,17 @@ async def grade_notebook(
         )
         return grade
     try:
-        expected = {ex.id: ex for ex in step_exercises(grade.step)}
+        registered = step_exercises(grade.step)
     except RegistryError as exc:
         grade.error = f"{path}: {exc}"
         return grade
+    expected = {ex.id: ex for ex in registered if ex.feedback_only is None}
+    grade.notes += [
+        f"{ex.id} ({ex.title}) is feedback only, not graded: {ex.feedback_only}. "
+        f"Check it in the notebook."
+        for ex in registered
+        if ex.feedback_only is not None
+    ]
     if not expected:
         grade.notes.append(f"step {grade.step} has no exercises to check")
         return grade

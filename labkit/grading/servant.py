@@ -9,7 +9,8 @@ asks, on data the checker chooses:
     POST /__labkit__/info        {"names": [...]}            what each name is, and its source
     POST /__labkit__/call        {"name", "args", "kwargs"}   call a definition, JSON in and out
     POST /__labkit__/experiment  {"name", "target", "params"} run a registered experiment on it
-    POST /__labkit__/serve       {"route", "name"}            put a view behind a project route
+    POST /__labkit__/serve       {"route", "name", "settings"} a view behind a route, on a fresh
+                                                              server; answers its socket's name
     POST /__labkit__/unserve     {"route"}
     GET  /__labkit__/log                                      what Django logged since the last read
     POST /__labkit__/done                                     stop serving; the cell ends
@@ -33,6 +34,8 @@ from typing import Any
 from labkit.exercises.namespace import user_namespace
 
 PREFIX = "/__labkit__/"
+# Settings a check may change for the view it serves (never the LLM's address or key).
+FORWARDED_SETTINGS = frozenset({"LLM_TIMEOUT_S", "LLM_MAX_RETRIES", "LLM_MODEL"})
 MAX_BODY = 1_000_000  # a request from the checker is small; anything bigger is refused
 MAX_TEXT = 4_000  # error texts and sources sent back are cut to this
 
@@ -89,12 +92,14 @@ async def invoke(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
 class Servant:
     """The ASGI app behind the socket: the control endpoints, then the project."""
 
-    def __init__(self, namespace: dict[str, Any], episode: str = "grade") -> None:
+    def __init__(self, namespace: dict[str, Any], path: str, episode: str = "grade") -> None:
         from labkit.steps.probes import django_log
         from labproject.asgi import application
 
         self.namespace = namespace
+        self.path = path
         self.episode = episode
+        self._served = 0
         self.application = application
         self.done = asyncio.Event()
         self._log_context = django_log()
@@ -160,20 +165,40 @@ class Servant:
         return {"ok": True, "value": jsonable(value)}
 
     async def _serve(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Put a view behind a route on a fresh server, with its own event loop and socket.
+
+        As `ServedView` does in a kernel: the view's per-loop clients are made anew, and take
+        the settings the check asked for (e.g. a short LLM timeout).
+        """
+        from contextlib import ExitStack
+
+        from django.test import override_settings
+
         from labproject import routes
 
         route, view = str(request["route"]), self.namespace[str(request["name"])]
-        if route in self._overrides:
-            self._overrides.pop(route).__exit__(None, None, None)
-        context = routes.override(route, view)
-        context.__enter__()
-        self._overrides[route] = context
-        return {"ok": True}
+        await self._unserve({"route": route})
+        changes = {
+            key: value
+            for key, value in dict(request.get("settings", {})).items()
+            if key in FORWARDED_SETTINGS
+        }
+        stack = ExitStack()
+        stack.enter_context(routes.override(route, view))
+        stack.enter_context(override_settings(**changes))
+        self._served += 1
+        name = f"served-{self._served}.sock"
+        path = os.path.join(os.path.dirname(self.path), name)
+        server = _ThreadServer(self.application, path)
+        stack.callback(server.stop)
+        self._overrides[route] = stack
+        await asyncio.to_thread(server.start)
+        return {"ok": True, "socket": name}
 
     async def _unserve(self, request: dict[str, Any]) -> dict[str, Any]:
-        context = self._overrides.pop(str(request["route"]), None)
-        if context is not None:
-            context.__exit__(None, None, None)
+        stack = self._overrides.pop(str(request["route"]), None)
+        if stack is not None:
+            await asyncio.to_thread(stack.close)
         return {"ok": True}
 
     async def _log(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -185,9 +210,51 @@ class Servant:
         return {"ok": True}
 
     def close(self) -> None:
-        for context in self._overrides.values():
-            context.__exit__(None, None, None)
+        for stack in self._overrides.values():
+            stack.close()
         self._log_context.__exit__(None, None, None)
+
+
+class _ThreadServer:
+    """uvicorn on a Unix socket, on its own loop in a thread (the kernel-side ASGIServer's way)."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        import uvicorn
+
+        self.path = path
+        config = uvicorn.Config(
+            app, lifespan="off", interface="asgi3", log_config=None, log_level="warning",
+            access_log=False, timeout_graceful_shutdown=2,
+        )  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread: Any = None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        import threading
+        import time
+
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(self.path)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True,
+            name="labkit-served",
+        )  # fmt: skip
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(5)
+            if self.thread.is_alive():
+                self.server.force_exit = True
+                self.thread.join(1)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
 
 
 ENV_SOCKET = "LAB_SERVANT_SOCKET"
@@ -234,7 +301,7 @@ async def serve(
         settings.LLM_BASE_URL = llm_base_url
     if llm_api_key:
         settings.LLM_API_KEY = llm_api_key
-    servant = Servant(user_namespace(), episode)
+    servant = Servant(user_namespace(), path, episode)
     if os.path.exists(path):
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -15,6 +15,7 @@ test client. Step modules import this inside `evaluate`, never at their top.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -171,16 +172,27 @@ class ServedView:
     async def _enter_remote(self, view: Any) -> ServedView:
         """Serve a sandbox's view: the route is set there, requests go over its socket."""
         import httpx2
+        from django.conf import settings
 
         from labkit.grading.relay import relay_to
+        from labkit.grading.servant import FORWARDED_SETTINGS
         from labkit.steps.subject import Raised, _unwrap
 
         self.channel = view.channel
-        _unwrap(await self.channel.apost("serve", {"route": self.route, "name": view.name}))
+        # The check's settings for the view (e.g. a short LLM timeout under override_settings)
+        # go with it: the view runs in the sandbox, where this process's settings do not reach.
+        wanted = {key: getattr(settings, key) for key in FORWARDED_SETTINGS}
+        answer = _unwrap(
+            await self.channel.apost(
+                "serve", {"route": self.route, "name": view.name, "settings": wanted}
+            )
+        )
+        socket_name = os.path.basename(str((answer or {}).get("socket", "")))
         self.log = []
         # A real TCP port for anything the check starts (httpx clients, Locust): it relays to
-        # the sandbox's socket, so the checker's requests reach the learner's view.
-        self.server = relay_to(self.channel.path, name=f"check-{self.route}")
+        # the fresh server's socket in the sandbox, so the checker's requests reach the view.
+        path = os.path.join(os.path.dirname(self.channel.path), socket_name)
+        self.server = relay_to(path, name=f"check-{self.route}")
         self._stack.callback(self.server.stop)
         self.http = httpx2.AsyncClient(
             base_url=self.server.url,

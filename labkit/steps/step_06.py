@@ -188,6 +188,10 @@ def _diagnose(got: float, run: Any) -> str:
 class TakeHomeLocustfile(Exercise):
     id = "06.2"
     title = "A take-home locustfile"
+    feedback_only = (
+        "it runs the learner's locustfile with Locust, and a verdict must not come from a "
+        "process that runs learner code"
+    )
     hints = [
         "One class derived from `FastHttpUser`, with a `wait_time` and one `@task` method "
         'that sends `self.client.post("/api/chat/", json={"prompt": ...})`.',
