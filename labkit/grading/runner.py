@@ -162,6 +162,16 @@ def grade_batch(
     return asyncio.run(all_of_them()), batch.skipped
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the grader like Ctrl-C: its `finally` blocks stop sandboxes and servers."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def _start_cluster() -> Any:
     """The grading run's PostgreSQL (database-side evidence), or None where it cannot run."""
     import tempfile

@@ -53,9 +53,11 @@ class SubmissionDatabase:
 class GradingCluster:
     """One PostgreSQL cluster for a grading run, started in user space on loopback."""
 
-    def __init__(self, record: Any, superuser_url: str) -> None:
+    def __init__(self, record: Any, superuser_url: str, home: Path | None = None) -> None:
         self.record = record
         self.superuser_url = superuser_url
+        self.home = home
+        self._reaper: Any = None
 
     @classmethod
     def start(cls, home: Path) -> GradingCluster:
@@ -65,7 +67,8 @@ class GradingCluster:
         record = PostgresService().start(home, free_port())
         password = secret(home / "password")
         url = f"postgres://{SUPERUSER}:{password}@127.0.0.1:{record.port}/postgres"
-        cluster = cls(record, url)
+        cluster = cls(record, url, home)
+        cluster._reap_with_us()
         cluster._execute(
             f"ALTER SYSTEM SET log_line_prefix = '{LOG_PREFIX}'",
             "SELECT pg_reload_conf()",
@@ -110,9 +113,34 @@ class GradingCluster:
         )
 
     def stop(self) -> None:
+        """Stop the server and remove its data: a grading run leaves nothing behind."""
         from labkit.services.postgres import PostgresService
 
         PostgresService().stop(self.record, timeout_s=10)
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+        if self.home is not None:
+            PostgresService().purge(self.home)
+
+    def _reap_with_us(self) -> None:
+        """A grader killed outright must not leave the server running: the kit's reaper ends
+        the postmaster's process group when this process dies."""
+        import os
+        import subprocess
+        import sys
+
+        try:
+            group = os.getpgid(self.record.pid)
+        except ProcessLookupError:
+            return
+        if group == os.getpgrp():
+            return  # never our own group
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "labkit.servers.reaper", str(os.getpid()), str(group)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
 
     def _execute(self, *statements: Any) -> None:
         import psycopg
