@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "routed_to": "labkit.databases",
     "run_load": "labkit.load",
     "serve_asgi": "labkit.servers",
+    "serve_granian": "labkit.servers",
     "serve_gunicorn": "labkit.servers",
     "serve_uvicorn": "labkit.servers",
     "serve_wsgi": "labkit.servers",

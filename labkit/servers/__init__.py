@@ -20,9 +20,11 @@ from labkit.servers.kernel import (
 )
 from labkit.servers.kernel import stop_all as stop_kernel_servers
 from labkit.servers.process import (
+    GranianProcess,
     GunicornProcess,
     ServerProcessError,
     UvicornProcess,
+    serve_granian,
     serve_gunicorn,
     serve_uvicorn,
     stop_processes,
@@ -38,6 +40,7 @@ def stop_all() -> None:
 
 __all__ = [
     "ASGIServer",
+    "GranianProcess",
     "GunicornProcess",
     "PortInUseError",
     "RequestTiming",
@@ -47,6 +50,7 @@ __all__ = [
     "WSGIServer",
     "running_servers",
     "serve_asgi",
+    "serve_granian",
     "serve_gunicorn",
     "serve_uvicorn",
     "serve_wsgi",
