@@ -123,9 +123,13 @@ def test_granian_serves_the_same_asgi_app_from_its_workers_and_stops(
         assert {status for status, _ in replies} == {200}
         assert {int(body) for _, body in replies} <= set(workers_seen)  # served by workers
         assert "--interface asginl" in server.logs()  # the command line, first in the log
+        # Its CPU is the whole tree's: the main process (which imported Granian) and workers.
+        main_cpu = sum(psutil.Process(server.pid).cpu_times()[:2])
+        workers_cpu = sum(sum(psutil.Process(p).cpu_times()[:2]) for p in workers_seen)
+        assert server.cpu_s() >= main_cpu + workers_cpu and main_cpu > 0
         pids = [server.pid, *server.children()]
 
-    assert not server.running
+    assert not server.running and server.cpu_s() == 0.0
     assert_gone(pids)
 
 

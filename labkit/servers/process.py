@@ -123,6 +123,27 @@ class _ServerProcess:
         """PIDs of the processes that serve requests."""
         raise NotImplementedError
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) used so far by the server and every process it forked.
+
+        Read it before and after a load run; the difference is the server's CPU for that run.
+        """
+        if not self.running:
+            return 0.0
+        assert self._proc is not None
+        total = 0.0
+        try:
+            tree = [psutil.Process(self._proc.pid), *self._children()]
+        except psutil.NoSuchProcess:
+            return 0.0
+        for process in tree:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue  # a worker that exited between the listing and the reading
+            total += times.user + times.system
+        return total
+
     def _children(self) -> list[psutil.Process]:
         if not self.running:
             return []
