@@ -554,7 +554,7 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 def _answers_http(port: int, path: str) -> bool:
     """Whether anything answers HTTP there: any status, even 404 or 500, means alive."""
-    # A short timeout: a crash-looping uvicorn parent accepts connections but never answers.
+    # A short timeout: a server may accept a connection and answer late, or never.
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=1.0)
     try:
         conn.request("GET", path)
