@@ -27,6 +27,8 @@ _active: contextvars.ContextVar[tuple[QueryLog, ...]] = contextvars.ContextVar(
 )
 _installed = False
 _install_lock = threading.Lock()
+# Logs that take every query of the process, whatever the context (count_all_queries).
+_everywhere: list[QueryLog] = []
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class QueryLog:
 
     label: str = ""
     queries: list[Query] = field(default_factory=list)
+    everywhere: bool = False  # every query of the process, not only this context's
     _tokens: list[contextvars.Token] = field(default_factory=list, repr=False)
 
     @property
@@ -65,11 +68,19 @@ class QueryLog:
 
     def __enter__(self) -> QueryLog:
         install()
-        self._tokens.append(_active.set((*_active.get(), self)))
+        if self.everywhere:
+            with _install_lock:
+                _everywhere.append(self)
+        else:
+            self._tokens.append(_active.set((*_active.get(), self)))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _active.reset(self._tokens.pop())
+        if self.everywhere:
+            with _install_lock:
+                _everywhere.remove(self)
+        else:
+            _active.reset(self._tokens.pop())
 
     async def __aenter__(self) -> QueryLog:
         return self.__enter__()
@@ -96,6 +107,11 @@ class QueryLog:
 def count_queries(label: str = "") -> QueryLog:
     """Return a context manager recording the queries of the code inside it, in any thread."""
     return QueryLog(label=label)
+
+
+def count_all_queries(label: str = "") -> QueryLog:
+    """Record every query the process runs while the block runs (servers' requests too)."""
+    return QueryLog(label=label, everywhere=True)
 
 
 def track_requests(app: Callable[..., Any], logs: list[QueryLog]) -> Callable[..., Any]:
@@ -167,7 +183,7 @@ def _hook(connection: Any) -> None:
 
 
 def _record(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
-    logs = _active.get()
+    logs = _active.get() + tuple(_everywhere)
     if not logs:
         return execute(sql, params, many, context)
     started = time.perf_counter()

@@ -31,6 +31,7 @@ from labproject.ai.llm import (
     client_options,
     failure_from,
     messages_for,
+    raise_if_failed,
 )
 from labproject.ai.models import AICall, Document
 from labproject.ai.views import SUMMARY_INSTRUCTION
@@ -150,12 +151,24 @@ class LLMFailed(Exception):
         self.failure = failure
 
 
-async def complete(record: CallRecord, messages: list[dict[str, str]], **params: Any) -> CallRecord:
-    """Call the LLM, log the call either way, and fill `record`; raise LLMFailed on a fault."""
+async def complete(
+    record: CallRecord, messages: list[dict[str, str]], *, api: str = "chat", **params: Any
+) -> CallRecord:
+    """Call the LLM, log the call either way, and fill `record`; raise LLMFailed on a fault.
+
+    `api="responses"` asks through the Responses API (`client.responses.create`), sending the
+    same messages as its `input`; the record, the log row and the fault mapping are the same.
+    """
+    client = async_client()
     try:
-        completion = await async_client().chat.completions.create(
-            model=settings.LLM_MODEL, messages=messages, **params
-        )
+        if api == "responses":
+            completion = raise_if_failed(
+                await client.responses.create(model=settings.LLM_MODEL, input=messages, **params)
+            )
+        else:
+            completion = await client.chat.completions.create(
+                model=settings.LLM_MODEL, messages=messages, **params
+            )
     except Exception as exc:  # every LLM fault becomes a logged failure and a mapped status
         failure = failure_from(exc)
         await log_call(record.failed(failure))

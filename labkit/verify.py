@@ -1,22 +1,22 @@
-"""Prove every check can fail: `labkit verify [--step NN]`.
+"""Prove every check can fail, through the grader: `labkit verify [--step NN]`.
 
-For each master in `solutions/` one kernel runs its cells in order (with `LAB_VERIFY=1` so
-notebooks can shrink their loads). At the last cell of each exercise it runs, in turn, the
-learner's starter version, each registered wrong answer and the solution, each followed by a
-probe of the check, expecting `not_attempted`, `incorrect` and `correct`; then it goes on with
-the solution in place. Before each variant the exercise's names are deleted, so a variant that
+For each master in `solutions/` one sandboxed unit (labkit.grading.unit) runs its cells in
+order (with `LAB_VERIFY=1` so notebooks can shrink their loads). At the last cell of each
+exercise it runs, in turn, the learner's starter version, each registered wrong answer and the
+solution. After each variant the kernel checks it itself (what `q.check()` shows a learner),
+then a servant cell hands over to the grader's checker, which judges it from outside as
+`labkit grade` does. Expected: `not_attempted`, `incorrect`, `correct` — from the grader, and
+the kernel must agree. Before each variant the exercise's names are deleted, so a variant that
 fails to define them cannot inherit the previous one's. Wrong answers replace the first
 SOLUTION region of that cell.
 
-A check that passes a wrong answer, or an exercise with fewer than two wrong answers, fails.
+A check that passes a wrong answer, a kernel check that disagrees with the grader, or an
+exercise with fewer than two wrong answers, fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,84 +36,130 @@ class Proof:
     message: str = ""
 
 
-def verify(source: Path, *, step: str | None = None, cell_timeout: int = 300) -> list[Proof]:
+def verify(
+    source: Path,
+    *,
+    step: str | None = None,
+    cell_timeout: int = 300,
+    unsafe_no_sandbox: bool = False,
+    jobs: int = 1,
+) -> list[Proof]:
     """Run every proof for the masters in `source` (only `step`'s if given)."""
     from labkit.authoring import masters_in
     from labkit.exercises.masters import parse_master
+    from labkit.grading.runner import NoSandbox, _start_cluster
+    from labkit.grading.sandbox import unusable_reason
+    from labkit.grading.unit import Options
 
     paths = [p for p in masters_in(source) if step is None or p.name.startswith(f"{step}_")]
     if not paths:
         which = f"step {step}'s master" if step else "masters"
         return [Proof("-", "masters", "present", f"no {which} in {source}", False)]
-    proofs: list[Proof] = []
-    for path in paths:
-        proofs += asyncio.run(_verify_master(parse_master(path), source, cell_timeout))
-    return proofs
+    if not unsafe_no_sandbox and (why := unusable_reason()):
+        raise NoSandbox(f"{why}; verify proves the checks through the sandboxed grader")
+    options = Options(
+        cell_timeout=cell_timeout,
+        deadline_s=3 * 3600.0,
+        sandbox=not unsafe_no_sandbox,
+        solutions=source.resolve(),
+    )
+
+    async def all_of_them() -> list[Proof]:
+        gate = asyncio.Semaphore(max(1, jobs))
+        cluster = await asyncio.to_thread(_start_cluster)
+        try:
+
+            async def one(path: Path) -> list[Proof]:
+                async with gate:
+                    return await _verify_master(parse_master(path), options, cluster)
+
+            found = await asyncio.gather(*(one(path) for path in paths))
+        finally:
+            if cluster is not None:
+                await asyncio.to_thread(cluster.stop)
+        return [proof for proofs in found for proof in proofs]
+
+    return asyncio.run(all_of_them())
 
 
-async def _verify_master(master: Any, source: Path, cell_timeout: int) -> list[Proof]:
+async def _verify_master(master: Any, options: Any, cluster: Any) -> list[Proof]:
     import nbformat
-    from nbclient import NotebookClient
 
     from labkit.exercises.registry import exercises
     from labkit.grading import probe
+    from labkit.grading.unit import Episode, run_unit, servant_cell
 
     registered = {ex.id: ex for ex in exercises(master.step)}
     proofs = _structure(master, registered)
     last_cell = {ex.id: ex.cells[-1] for ex in master.exercises.values()}
+    cells: list[Any] = []
+    episodes: list[Episode] = []
+    expected: dict[str, tuple[str, str, str]] = {}  # label -> (exercise, proof, status)
+
+    def add(source: str, **meta: Any) -> None:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["labkit"] = meta
+        cells.append(cell)
+
+    for cell in master.cells:
+        if cell.cell_type != "code":
+            continue
+        exercise = registered.get(cell.exercise or "")
+        if exercise is not None and last_cell.get(exercise.id) == cell.index:
+            for n, (name, code, want) in enumerate(_variants(cell, exercise)):
+                label = f"{exercise.id}#{n}"
+                add(probe.forget_source(exercise.id))
+                add(code, variant=label)
+                add(probe.probe_source(exercise.id), kernel_probe=label)
+                cells.append(servant_cell(label))
+                episodes.append(Episode(label, [exercise.id]))
+                expected[label] = (exercise.id, name, want)
+            continue
+        tags = master.notebook["cells"][cell.index]["metadata"].get("tags", [])
+        add(
+            cell.solution(hidden=True), master_cell=cell.index, may_raise="raises-exception" in tags
+        )
     nb = nbformat.v4.new_notebook()
-    workdir = Path(tempfile.mkdtemp(prefix="labkit-verify-"))
-    client = NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=cell_timeout,
-        interrupt_on_timeout=True,
-        error_on_timeout={
-            "ename": "CellTimeout",
-            "evalue": f"over {cell_timeout} s",
-            "traceback": [],
-        },
-        allow_errors=True,
-        # Timing metadata is unused, and its fallback clock for the synthetic timeout reply
-        # is the deprecated utcnow().
-        record_timing=False,
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    env = {
-        **os.environ,
-        "LAB_VERIFY": "1",
-        "LAB_STATE_DIR": str(workdir / "state"),
-        "LAB_SOLUTIONS_DIR": str(source.resolve()),
-        "LAB_CHECK_LOG": str(workdir / ".labkit" / "checks.jsonl"),
+    nb.cells = cells
+    result = await run_unit(nb, episodes, options, cluster, extra_env={"LAB_VERIFY": "1"})
+    errors = [e for e in result.notes.get("errors", []) if isinstance(e, dict)]
+    raised = {
+        e["meta"]["variant"]: str(e.get("error"))
+        for e in errors
+        if isinstance(e.get("meta"), dict) and "variant" in e["meta"]
     }
-
-    async def run(source_code: str) -> Any:
-        cell = nbformat.v4.new_code_cell(source_code)
-        nb.cells.append(cell)
-        return await client.async_execute_cell(cell, len(nb.cells) - 1)
-
-    try:
-        async with client.async_setup_kernel(env=env):
-            for cell in master.cells:
-                if cell.cell_type != "code":
-                    continue
-                exercise = registered.get(cell.exercise or "")
-                if exercise is not None and last_cell.get(exercise.id) == cell.index:
-                    for name, code, expected in _variants(cell, exercise):
-                        await run(probe.forget_source(exercise.id))
-                        ran = await run(code)
-                        proofs.append(await _prove(run, exercise.id, name, expected, ran))
-                    continue
-                ran = await run(cell.solution(hidden=True))
-                error = probe.error_of(ran)
-                tags = master.notebook["cells"][cell.index]["metadata"].get("tags", [])
-                if error and "raises-exception" not in tags:
-                    proofs.append(Proof("-", f"master cell {cell.index} runs", "ok", error, False))
-    finally:
-        from labkit.grading.strays import clean_up
-
-        clean_up(workdir / "state")
-        shutil.rmtree(workdir, ignore_errors=True)
+    kernel = result.notes.get("kernel", {}) if isinstance(result.notes.get("kernel"), dict) else {}
+    for label, (exercise_id, name, want) in expected.items():
+        graded = result.outcomes(label).get(exercise_id)
+        if graded is None:
+            why = result.errors.get(label) or result.error or "the grader gave no outcome"
+            proofs.append(Proof(exercise_id, name, want, "no result", False, why))
+            continue
+        got, message = graded
+        ok = got == want
+        if want == "incorrect" and got == "correct":
+            message = "the check accepts this mistake: it cannot fail where it should"
+        if ok and want == "correct" and label in raised:
+            ok, message = False, f"the solution cell raised {raised[label]}"
+        proofs.append(Proof(exercise_id, name, want, got, ok, message))
+        in_kernel = kernel.get(label)
+        if in_kernel != got:
+            proofs.append(
+                Proof(
+                    exercise_id,
+                    f"{name} (kernel check)",
+                    got,
+                    str(in_kernel),
+                    False,
+                    "q.check() in the notebook and the grader disagree on this answer",
+                )
+            )
+    errors = [e for e in result.notes.get("errors", []) if isinstance(e, dict)]
+    for error in errors:
+        meta = error.get("meta") if isinstance(error.get("meta"), dict) else {}
+        if "master_cell" in meta and not meta.get("may_raise"):
+            where = f"master cell {meta['master_cell']} runs"
+            proofs.append(Proof("-", where, "ok", str(error.get("error")), False))
     return proofs
 
 
@@ -139,24 +185,6 @@ def _variants(cell: Any, exercise: Any) -> list[tuple[str, str, str]]:
         variants.append((f"wrong: {name}", cell.with_answer(code), "incorrect"))
     variants.append(("solution", cell.solution(hidden=True), "correct"))
     return variants
-
-
-async def _prove(run: Any, exercise_id: str, name: str, expected: str, ran: Any) -> Proof:
-    from labkit.grading import probe
-
-    checked = await run(probe.probe_source(exercise_id))
-    outcome = probe.read_outcome(checked)
-    if outcome is None:
-        got, message = "no result", probe.error_of(checked) or "the probe displayed nothing"
-    else:
-        got, message = str(outcome.status), outcome.text
-    ok = got == expected
-    if expected == "incorrect" and got == "correct":
-        message = "the check accepts this mistake: it cannot fail where it should"
-    cell_error = probe.error_of(ran)
-    if ok and expected == "correct" and cell_error:
-        ok, message = False, f"the solution cell raised {cell_error}"
-    return Proof(exercise_id, name, expected, got, ok, message)
 
 
 def table(proofs: list[Proof]) -> str:

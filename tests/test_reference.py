@@ -70,3 +70,34 @@ def test_inline_middleware_runs_no_hook_in_a_thread():
     asyncio.run(Probe(get_response)(RequestFactory().get("/")))
     assert seen == [threading.main_thread().name]
     assert issubclass(InlineSecurityMiddleware, SecurityMiddleware)
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_complete_logs_tokens_and_maps_faults_through_either_api(api):
+    import asyncio
+
+    from labkit.reference import LLMFailed, complete
+    from labproject.ai.llm import CallRecord, messages_for
+    from labproject.ai.models import AICall
+
+    messages = messages_for("hello through both APIs", "Be brief.")
+
+    async def main():
+        record = await complete(CallRecord(endpoint=api, prompt="hello"), messages, api=api)
+        malformed = {"mock": {"fault": "malformed"}}
+        with pytest.raises(LLMFailed) as failed:
+            await complete(
+                CallRecord(endpoint=api, prompt="x"), messages, api=api, extra_body=malformed
+            )
+        rows = [row async for row in AICall.objects.filter(endpoint=api).order_by("-id")[:2]]
+        return record, failed.value.failure, rows
+
+    record, failure, (bad, good) = asyncio.run(main())
+    assert record.reply.startswith("Mock reply") and record.completion_tokens > 0
+    assert (good.prompt_tokens, good.completion_tokens) == (
+        record.prompt_tokens,
+        record.completion_tokens,
+    )
+    assert good.ok and good.reply == record.reply
+    assert (failure.status, failure.code) == (502, "llm_bad_response")
+    assert not bad.ok and bad.error.startswith("llm_bad_response")

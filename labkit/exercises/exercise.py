@@ -32,7 +32,7 @@ import os
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from labkit.exercises import masters, namespace, record, richtext
@@ -114,7 +114,7 @@ class Exercise:
             found = None
         return found.points if found is not None else 1
 
-    def outcome(self, namespace: dict[str, Any] | None = None, *, log: bool = True) -> Outcome:
+    def outcome(self, namespace: Mapping[str, Any] | None = None, *, log: bool = True) -> Outcome:
         """Run the check (async `evaluate` in a worker thread if a loop is running here)."""
         started = time.perf_counter()
         try:
@@ -125,7 +125,7 @@ class Exercise:
         return self._finish(evidence, started, log)
 
     async def aoutcome(
-        self, namespace: dict[str, Any] | None = None, *, log: bool = True
+        self, namespace: Mapping[str, Any] | None = None, *, log: bool = True
     ) -> Outcome:
         """Run the check with an async `evaluate` awaited on the current loop."""
         started = time.perf_counter()
@@ -142,10 +142,16 @@ class Exercise:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _gather(self, ns: dict[str, Any] | None) -> dict[str, Any]:
+    def _gather(self, ns: Mapping[str, Any] | None) -> dict[str, Any]:
+        from labkit.exercises.remote import Remote
+
         values = namespace.lookup(self.names, ns)
         self._reject_starter(values)
-        return values
+        # A plain value (a number, a list) crosses from the sandbox as itself.
+        return {
+            name: value.value if isinstance(value, Remote) and value.kind == "value" else value
+            for name, value in values.items()
+        }
 
     def _reject_starter(self, values: dict[str, Any]) -> None:
         """NotAttempted if a definition is exactly the starter's (comments and spacing aside)."""
@@ -180,13 +186,18 @@ class Exercise:
         status, message, evidence, detail = Status.CORRECT, "", "", ""
         if isinstance(result, CheckFailure):
             status, message, evidence = result.status, result.message, result.evidence
-        elif isinstance(result, NotImplementedError):
+        elif _raised(result, "NotImplementedError"):
             status = Status.NOT_ATTEMPTED
             message = (
                 f"{_listed(self.names)} still raises NotImplementedError: replace the "
                 "placeholder `raise NotImplementedError()` with your code, run the cell, "
                 "then check again."
             )
+        elif _raised(result):
+            # The learner's code raised and the check did not expect it: same words whether it
+            # ran here or in the grading sandbox.
+            status = Status.ERROR
+            message = f"Your code raised {_raised(result)}."
         elif isinstance(result, BaseException):
             status = Status.ERROR
             message, detail = summarize_exception(result)
@@ -242,18 +253,44 @@ class Exercise:
         return f"<Exercise {self.id}: {self.title}>"
 
 
+def _raised(result: object, type_name: str | None = None) -> str | None:
+    """ "Type: message" if `result` is the learner's exception (of `type_name`, if given)."""
+    from labkit.steps.subject import Raised
+
+    if isinstance(result, Raised):
+        found = result.type_name
+    elif isinstance(result, NotImplementedError):
+        found = "NotImplementedError"  # raised straight from a learner's placeholder
+    else:
+        return None
+    if type_name is not None and found != type_name:
+        return None
+    return str(result) or found
+
+
 def _listed(names: tuple[str, ...]) -> str:
     return ", ".join(f"`{name}`" for name in names) or "Your code"
 
 
 def _same_definition(value: object, name: str, starter: str) -> bool:
     """True if `value` (a function or class) has the same syntax tree as `name` in `starter`."""
-    if not (inspect.isfunction(value) or inspect.isclass(value)):
+    from labkit.exercises.remote import Remote
+
+    if isinstance(value, Remote):
+        source = value.source  # parsed here, never run: the sandbox's text is only data
+    elif inspect.isfunction(value) or inspect.isclass(value):
+        try:
+            source = inspect.getsource(value)
+        except (OSError, TypeError):
+            return False
+    else:
+        return False
+    if not source:
         return False
     try:
         tree = ast.parse(starter)
-        mine = ast.parse(textwrap.dedent(inspect.getsource(value)))
-    except (SyntaxError, OSError, TypeError):
+        mine = ast.parse(textwrap.dedent(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     theirs = [n for n in tree.body if isinstance(n, kinds) and n.name == name]

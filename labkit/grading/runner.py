@@ -1,18 +1,18 @@
-"""Grade submitted notebooks: run each in a fresh kernel, then check every exercise of its step.
+"""Grade submitted notebooks: each in a sandbox of its own, judged from outside it.
 
-Each notebook runs on a copy in a temporary directory (the kernel's cwd) with a state dir of
-its own (`LAB_STATE_DIR`), so runs share no database and cannot touch the submission folder.
-Cells run with a timeout and are interrupted when it passes; errors do not stop the run. Then
-one probe cell per exercise of the notebook's step (`labkit.grading.probe`) checks the final
-state; only those explicit results score. Warnings and stderr never cost points.
+Every notebook is one unit (labkit.grading.unit): a bubblewrap sandbox runs its cells and then
+serves its definitions; a checker process outside, which runs no learner code, evaluates the
+exercises of its step against evidence the sandbox cannot forge. Where bubblewrap cannot run,
+the grader refuses unless told `unsafe_no_sandbox` (trusted notebooks only: the masters, CI).
+Warnings and stderr never cost points; a broken notebook costs its own exercises, never the
+batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 TIMEOUT_ENAME = "CellTimeout"
+_STEP_NAME = re.compile(r"^(\d\d)_")
 
 
 class GraderFailure(RuntimeError):
@@ -28,6 +29,10 @@ class GraderFailure(RuntimeError):
 
 class NothingToGrade(GraderFailure):
     """The paths hold no notebooks (or do not exist)."""
+
+
+class NoSandbox(GraderFailure):
+    """Untrusted notebooks, and no sandbox to run them in."""
 
 
 @dataclass
@@ -48,6 +53,7 @@ class NotebookGrade:
     error: str | None = None  # the notebook could not be graded at all, and why
     notes: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    sandboxed: bool = True
 
     @property
     def score(self) -> int:
@@ -58,59 +64,170 @@ class NotebookGrade:
         return sum(exercise.max_points for exercise in self.exercises)
 
 
-def collect(paths: Iterable[Path]) -> list[Path]:
-    """Notebook files among `paths` (folders searched recursively, checkpoints skipped)."""
-    found: list[Path] = []
+@dataclass
+class Skipped:
+    """A file the grader passed over, and why (listed in every report)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Batch:
+    """What one `labkit grade` run found: notebooks to grade and files passed over."""
+
+    notebooks: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def collect(paths: Iterable[Path]) -> Batch:
+    """The notebooks among `paths` (folders searched recursively) and what was passed over."""
+    batch = Batch()
     for path in paths:
-        if path.is_dir():
-            found.extend(
-                p
-                for p in sorted(path.rglob("*.ipynb"))
-                if ".ipynb_checkpoints" not in p.parts and not p.name.endswith(".solved.ipynb")
-            )
+        if path.is_symlink():
+            batch.skipped.append(Skipped(str(path), "a symbolic link: only real files are graded"))
+        elif path.is_dir():
+            for found in sorted(path.rglob("*")):
+                _consider(found, batch, explicit=False)
         elif path.is_file():
-            found.append(path)
+            _consider(path, batch, explicit=True)
         else:
             raise NothingToGrade(f"{path}: no such file or folder")
-    return found
+    return batch
 
 
-def grade(paths: list[Path], *, cell_timeout: int = 300, jobs: int = 1) -> list[NotebookGrade]:
-    """Grade every notebook under `paths`; at most `jobs` kernels run at once."""
-    notebooks = collect(paths)
-    if not notebooks:
+def _consider(path: Path, batch: Batch, *, explicit: bool) -> None:
+    name = path.name
+    if ".ipynb_checkpoints" in path.parts:
+        return  # Jupyter's autosaves, never a submission
+    if not name.lower().endswith(".ipynb"):
+        if explicit:
+            batch.skipped.append(Skipped(str(path), "not a notebook (.ipynb)"))
+        return
+    if path.is_symlink():
+        batch.skipped.append(Skipped(str(path), "a symbolic link: only real files are graded"))
+    elif not path.is_file():
+        batch.skipped.append(Skipped(str(path), "not a regular file"))
+    elif name.lower().endswith(".solved.ipynb"):
+        batch.skipped.append(
+            Skipped(str(path), "a solved copy written by `labkit solve`, not a submission")
+        )
+    else:
+        batch.notebooks.append(path)
+
+
+def grade(paths: list[Path], **options: Any) -> list[NotebookGrade]:
+    """Grade every notebook under `paths` (options: see `grade_batch`)."""
+    return grade_batch(paths, **options)[0]
+
+
+def grade_batch(
+    paths: list[Path],
+    *,
+    cell_timeout: int = 300,
+    jobs: int = 1,
+    deadline_s: float = 1800.0,
+    step: str | None = None,
+    unsafe_no_sandbox: bool = False,
+) -> tuple[list[NotebookGrade], list[Skipped]]:
+    """Grade every notebook under `paths`, `jobs` at a time; return grades and skipped files."""
+    from labkit.grading.sandbox import unusable_reason
+    from labkit.grading.unit import Options
+
+    batch = collect(paths)
+    if not batch.notebooks:
         raise NothingToGrade(f"no notebooks found in {', '.join(map(str, paths))}")
+    sandboxed = not unsafe_no_sandbox
+    if sandboxed and (why := unusable_reason()):
+        raise NoSandbox(
+            f"{why}. Submitted notebooks are untrusted code and are graded only in a sandbox; "
+            "for notebooks you trust (your own masters), pass --unsafe-no-sandbox."
+        )
+    options = Options(cell_timeout=cell_timeout, deadline_s=deadline_s, sandbox=sandboxed)
 
     async def all_of_them() -> list[NotebookGrade]:
         gate = asyncio.Semaphore(max(1, jobs))
+        cluster = await asyncio.to_thread(_start_cluster)
+        try:
 
-        async def one(path: Path) -> NotebookGrade:
-            async with gate:
-                return await grade_notebook(path, cell_timeout=cell_timeout)
+            async def one(path: Path) -> NotebookGrade:
+                async with gate:
+                    return await grade_notebook(path, options=options, step=step, cluster=cluster)
 
-        return list(await asyncio.gather(*(one(path) for path in notebooks)))
+            return list(await asyncio.gather(*(one(path) for path in batch.notebooks)))
+        finally:
+            if cluster is not None:
+                await asyncio.to_thread(cluster.stop)
 
-    return asyncio.run(all_of_them())
+    return asyncio.run(all_of_them()), batch.skipped
 
 
-async def grade_notebook(path: Path, *, cell_timeout: int = 300) -> NotebookGrade:
-    """Run one notebook on a copy and return its grade; a broken notebook is graded, not raised."""
-    from labkit.exercises.notebooks import NotebookError, load_notebook, step_of
+def _start_cluster() -> Any:
+    """The grading run's PostgreSQL (database-side evidence), or None where it cannot run."""
+    import tempfile
+
+    from labkit.grading.witness import GradingCluster
+    from labkit.services.postgres import PostgresService
+
+    if os.environ.get("LAB_GRADE_POSTGRES") == "0" or not PostgresService().installed():
+        return None
+    home = Path(tempfile.mkdtemp(prefix="labkit-grade-pg-"))
+    try:
+        return GradingCluster.start(home)
+    except Exception as exc:  # noqa: BLE001 - grading goes on; those checks say what is missing
+        print(
+            f"note: the grader's PostgreSQL did not start ({exc}); checks that read the "
+            "database's own counts will report an error"
+        )
+        return None
+
+
+def step_for(path: Path, nb: Any, explicit: str | None) -> tuple[str | None, list[str]]:
+    """The step to grade `path` as: `--step`, else its file name; a differing metadata step is
+    noted, never obeyed (a notebook must not choose its own checks)."""
+    from labkit.exercises.notebooks import step_of
+
+    notes: list[str] = []
+    match = _STEP_NAME.match(path.name)
+    step = explicit or (match.group(1) if match else None)
+    declared = step_of(nb, Path("x.ipynb")) if nb is not None else None
+    if declared is not None and step is not None and declared != step:
+        notes.append(
+            f"The notebook's metadata says step {declared}, but it is graded as step {step} "
+            f"({'--step' if explicit else 'its file name'})."
+        )
+    if step is None and declared is not None:
+        notes.append(
+            f"The file name does not start with a step number; its metadata says step "
+            f"{declared}, which is not trusted: rename it NN_topic.ipynb or pass --step."
+        )
+    return step, notes
+
+
+async def grade_notebook(
+    path: Path, *, options: Any = None, step: str | None = None, cluster: Any = None
+) -> NotebookGrade:
+    """Grade one notebook in its own sandbox; a broken notebook is graded, not raised."""
+    from labkit.exercises.notebooks import NotebookError, load_notebook
     from labkit.exercises.registry import RegistryError
     from labkit.exercises.registry import exercises as step_exercises
+    from labkit.grading.unit import MAX_NOTEBOOK_BYTES, Episode, Options, feedback, run_unit
 
+    options = options or Options()
     started = time.perf_counter()
-    nb = None
+    nb, error = None, None
     try:
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise NotebookError(f"{path}: larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
         nb = load_notebook(path)
     except (NotebookError, OSError) as exc:
-        grade = NotebookGrade(str(path), step_of(None, path), error=str(exc))
-    else:
-        grade = NotebookGrade(str(path), step_of(nb, path))
+        error = str(exc)
+    chosen, notes = step_for(path, nb, step)
+    grade = NotebookGrade(str(path), chosen, error=error, notes=notes, sandboxed=options.sandbox)
     if grade.step is None:
         grade.error = grade.error or (
             f"{path}: cannot tell which step this notebook belongs to: name it NN_topic.ipynb "
-            'or set {"labkit": {"step": "NN"}} in its metadata'
+            "or pass --step NN"
         )
         return grade
     try:
@@ -126,13 +243,46 @@ async def grade_notebook(path: Path, *, cell_timeout: int = 300) -> NotebookGrad
             _grade(ex, "error", f"Not graded: {grade.error}") for ex in expected.values()
         ]
         return grade
-    outcomes = await _execute(path, nb, list(expected), cell_timeout, grade.notes)
-    grade.exercises = [
-        _grade(ex, *outcomes.get(ex.id, ("error", "The check did not run.")))
-        for ex in expected.values()
-    ]
+    graded = _for_grading(nb)
+    result = await run_unit(graded, [Episode("grade", list(expected))], options, cluster)
+    grade.notes += feedback(result.notes)
+    why = result.errors.get("grade") or result.error or "The check did not run."
+    outcomes = dict(result.outcomes("grade"))
+    # An answer counts only when its cell ran to the end. The runner's note can only be
+    # left out, never add points: without it the answer is judged on its merits.
+    timed_out = result.notes.get("timed_out", [])
+    for index in timed_out if isinstance(timed_out, list) else []:
+        if isinstance(index, int) and 0 <= index < len(graded.cells):
+            exercise_id = graded.cells[index].metadata.get("labkit", {}).get("exercise")
+            if exercise_id in expected:
+                outcomes[exercise_id] = (
+                    "timeout",
+                    f"Cell {index} ran longer than {options.cell_timeout} s and was "
+                    "interrupted: an answer counts only when its cell runs to the end.",
+                )
+    grade.exercises = [_grade(ex, *outcomes.get(ex.id, ("error", why))) for ex in expected.values()]
     grade.duration_s = round(time.perf_counter() - started, 2)
     return grade
+
+
+def _for_grading(nb: Any) -> Any:
+    """The submission's cells (outputs dropped, numbered as the learner sees them), then the
+    servant cell."""
+    import nbformat
+
+    from labkit.grading.unit import servant_cell
+
+    cells = []
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            clean = nbformat.v4.new_code_cell(cell.get("source", ""))
+        else:
+            clean = nbformat.v4.new_markdown_cell(cell.get("source", ""))
+        clean.metadata = cell.get("metadata", {})
+        cells.append(clean)
+    graded = nbformat.v4.new_notebook()
+    graded.cells = [*cells, servant_cell("grade")]
+    return graded
 
 
 def _grade(exercise: Any, status: str, message: str) -> ExerciseGrade:
@@ -140,104 +290,3 @@ def _grade(exercise: Any, status: str, message: str) -> ExerciseGrade:
     max_points = exercise.max_points()
     points = max_points if status == "correct" else 0
     return ExerciseGrade(exercise.id, exercise.title, status, points, max_points, message)
-
-
-async def _execute(
-    path: Path, nb: Any, ids: list[str], cell_timeout: int, notes: list[str]
-) -> dict[str, tuple[str, str]]:
-    """Run the notebook plus one probe cell per exercise; return id -> (status, message)."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
-
-    from labkit.grading import probe
-
-    n_learner = len(nb.cells)
-    for exercise_id in ids:
-        cell = nbformat.v4.new_code_cell(probe.probe_source(exercise_id))
-        cell.metadata["labkit"] = {"probe": exercise_id}
-        nb.cells.append(cell)
-    timed_out: set[int] = set()
-    progress = {"started": -1}
-
-    def on_start(cell: Any, cell_index: int) -> None:
-        progress["started"] = cell_index
-
-    def on_executed(cell: Any, cell_index: int, execute_reply: Any) -> None:
-        if (execute_reply or {}).get("content", {}).get("ename") == TIMEOUT_ENAME:
-            timed_out.add(cell_index)
-
-    workdir = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
-    try:
-        shutil.copyfile(path, workdir / path.name)
-        client = NotebookClient(
-            nb,
-            kernel_name="python3",
-            timeout=cell_timeout,
-            interrupt_on_timeout=True,
-            # Without this, a kernel that ignores the interrupt would be waited on forever.
-            error_on_timeout={
-                "ename": TIMEOUT_ENAME,
-                "evalue": f"ran longer than {cell_timeout} s and was interrupted",
-                "traceback": [],
-            },
-            allow_errors=True,
-            # Timing metadata is unused, and its fallback clock for the synthetic timeout reply
-            # is the deprecated utcnow().
-            record_timing=False,
-            resources={"metadata": {"path": str(workdir)}},
-            on_cell_start=on_start,
-            on_cell_executed=on_executed,
-        )
-        env = {
-            **os.environ,
-            "LAB_STATE_DIR": str(workdir / "state"),
-            "LAB_GRADING": "1",
-            "LAB_CHECK_LOG": str(workdir / ".labkit" / "checks.jsonl"),
-        }
-        env.pop("JPY_SESSION_NAME", None)
-        try:
-            await client.async_execute(env=env)
-        except DeadKernelError:
-            index = progress["started"]
-            where = f"cell {index}" if index < n_learner else "a check"
-            notes.append(f"The kernel died while running {where}; later cells did not run.")
-        except Exception as exc:
-            if progress["started"] < 0:
-                raise GraderFailure(f"could not start a kernel for {path}: {exc}") from exc
-            raise
-    finally:
-        from labkit.grading.strays import clean_up
-
-        clean_up(workdir / "state")
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    results: dict[str, tuple[str, str]] = {}
-    for index in sorted(timed_out):
-        if index < n_learner:
-            exercise_id = nb.cells[index].metadata.get("labkit", {}).get("exercise")
-            what = f"exercise {exercise_id}'s cell" if exercise_id else "a cell"
-            notes.append(f"Cell {index} ({what}) ran longer than {cell_timeout} s; interrupted.")
-            if exercise_id in ids:
-                results[exercise_id] = (
-                    "timeout",
-                    f"Cell {index} ran longer than {cell_timeout} s and was interrupted: an "
-                    "answer counts only when its cell runs to the end.",
-                )
-    for offset, exercise_id in enumerate(ids):
-        index = n_learner + offset
-        if exercise_id in results:
-            continue
-        cell = nb.cells[index]
-        outcome = probe.read_outcome(cell)
-        if index in timed_out:
-            results[exercise_id] = (
-                "timeout",
-                f"The check ran longer than {cell_timeout} s and was interrupted: is your code "
-                "stuck in a loop?",
-            )
-        elif outcome is not None:
-            results[exercise_id] = (str(outcome.status), outcome.text)
-        elif probe.error_of(cell):
-            results[exercise_id] = ("error", f"The check could not run: {probe.error_of(cell)}")
-    return results

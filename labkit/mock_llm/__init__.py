@@ -5,6 +5,7 @@
     with MockLLM(preset="fast") as llm:
         client = openai.OpenAI(base_url=llm.base_url, api_key="any")
         client.chat.completions.create(model="mock-gpt", messages=[...])
+        client.responses.create(model="mock-gpt", input="...")  # the Responses API
         llm.stats()["connections_total"]
 
 `labkit mock-llm --help` lists the settings. Names are imported on first use, so that

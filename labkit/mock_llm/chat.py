@@ -7,6 +7,8 @@ anything else is accepted and ignored (as newer SDKs send parameters the mock ha
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,49 +46,49 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     data = parse_json(body)
     if not isinstance(data, dict):
         raise errors.invalid_type("body", "an object", data)
-    model = _required(data, "model", str, "a string")
-    messages = _required(data, "messages", list, "an array")
+    model = required(data, "model", str, "a string")
+    messages = required(data, "messages", list, "an array")
     if not messages:
         raise errors.invalid_value("messages", "at least one message is required ([] was sent).")
     for index, message in enumerate(messages):
         _check_message(index, message)
-    stream = _optional(data, "stream", bool, "a boolean") or False
-    options = _optional(data, "stream_options", dict, "an object") or {}
-    include_usage = _optional(options, "include_usage", bool, "a boolean", "stream_options.")
+    stream = optional(data, "stream", bool, "a boolean") or False
+    options = optional(data, "stream_options", dict, "an object") or {}
+    include_usage = optional(options, "include_usage", bool, "a boolean", "stream_options.")
     if options and not stream:
         raise errors.invalid_value(
             "stream_options", "stream_options are only allowed when 'stream' is true."
         )
     max_tokens = None
     for name in ("max_completion_tokens", "max_tokens"):
-        value = _optional(data, name, int, "an integer")
+        value = optional(data, name, int, "an integer")
         if value is not None and value < 1:
             raise errors.invalid_value(name, f"{value} is below the minimum of 1.")
         max_tokens = value if max_tokens is None else max_tokens
-    n = _optional(data, "n", int, "an integer")
+    n = optional(data, "n", int, "an integer")
     if n not in (None, 1):
         raise errors.invalid_value(
             "n", f"the mock answers with one choice; n={n} is not supported."
         )
-    _optional(data, "temperature", float, "a number")
+    optional(data, "temperature", float, "a number")
     return ChatRequest(
         model=model,
         messages=messages,
         stream=stream,
         include_usage=bool(include_usage),
         max_tokens=max_tokens,
-        seed=_optional(data, "seed", int, "an integer"),
-        mock=_optional(data, "mock", dict, "an object"),
+        seed=optional(data, "seed", int, "an integer"),
+        mock=optional(data, "mock", dict, "an object"),
     )
 
 
-def _required(data: Mapping[str, Any], name: str, kind: type, expected: str) -> Any:
+def required(data: Mapping[str, Any], name: str, kind: type, expected: str) -> Any:
     if data.get(name) is None:
         raise errors.missing_param(name)
-    return _optional(data, name, kind, expected)
+    return optional(data, name, kind, expected)
 
 
-def _optional(
+def optional(
     data: Mapping[str, Any], name: str, kind: type, expected: str, prefix: str = ""
 ) -> Any:
     value = data.get(name)
@@ -103,19 +105,30 @@ def _check_message(index: int, message: object) -> None:
     where = f"messages[{index}]"
     if not isinstance(message, dict):
         raise errors.invalid_type(where, "an object", message)
-    role = message.get("role")
-    if role is None:
-        raise errors.missing_param(f"{where}.role")
-    if role not in ROLES:
-        raise errors.invalid_value(
-            f"{where}.role", f"{role!r} is not one of {', '.join(sorted(ROLES))}."
-        )
+    role = check_role(where, message, ROLES)
     content = message.get("content")
     if content is None:
         # Only an assistant message that calls tools may leave its content out.
         if role == "assistant" and message.get("tool_calls"):
             return
         raise errors.missing_param(f"{where}.content")
+    check_content(where, content)
+
+
+def check_role(where: str, message: Mapping[str, Any], roles: frozenset[str]) -> str:
+    """Return the message's role, or raise the 400 for a missing or unknown one."""
+    role = message.get("role")
+    if role is None:
+        raise errors.missing_param(f"{where}.role")
+    if role not in roles:
+        raise errors.invalid_value(
+            f"{where}.role", f"{role!r} is not one of {', '.join(sorted(roles))}."
+        )
+    return str(role)
+
+
+def check_content(where: str, content: object) -> None:
+    """Accept a string or a list of typed parts; raise the 400 for anything else."""
     if isinstance(content, list):
         for part_index, part in enumerate(content):
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
@@ -166,20 +179,38 @@ def completion(
 
 
 class ChunkWriter:
-    """Writes the SSE events of one streamed completion."""
+    """Writes one chat completion: the whole body, or its SSE chunks (see `service.Wire`)."""
 
-    def __init__(self, call_id: str, created: int, model: str, include_usage: bool) -> None:
+    def __init__(self, request: ChatRequest, prompt_tokens: int) -> None:
+        self.call_id = "chatcmpl-" + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.model = request.model
+        self.prompt_tokens = prompt_tokens
+        self.include_usage = request.include_usage
         # Every chunk repeats these fields; serialise them once per call, not once per token.
         head = {
-            "id": call_id,
+            "id": self.call_id,
             "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
+            "created": self.created,
+            "model": request.model,
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
         self.prefix = b"data: " + json.dumps(head)[:-1].encode() + b", "
-        self.suffix = b', "usage": null}\n\n' if include_usage else b"}\n\n"
+        self.suffix = b', "usage": null}\n\n' if request.include_usage else b"}\n\n"
+
+    def body(self, reply: Reply) -> dict[str, Any]:
+        return completion(self.call_id, self.created, self.model, reply, self.prompt_tokens)
+
+    def opening(self) -> bytes:
+        return self.role()
+
+    def closing(self, reply: Reply) -> bytes:
+        """The finish chunk, the usage chunk if asked for, and [DONE]."""
+        usage = (
+            self.usage(self.prompt_tokens, reply.completion_tokens) if self.include_usage else b""
+        )
+        return self.finish(reply.finish_reason) + usage + self.done()
 
     def _event(self, choices: str, suffix: bytes | None = None) -> bytes:
         return self.prefix + b'"choices": ' + choices.encode() + (suffix or self.suffix)

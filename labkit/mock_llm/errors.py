@@ -86,6 +86,21 @@ def invalid_value(param: str, message: str) -> ApiError:
     )
 
 
+def unauthorized(sent: bool) -> ApiError:
+    """OpenAI's 401; the key that was sent is never repeated back."""
+    if not sent:
+        return ApiError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an Authorization "
+            "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        )
+    return ApiError(
+        401,
+        "Incorrect API key provided. (The mock LLM was started with an api_key setting.)",
+        code="invalid_api_key",
+    )
+
+
 def model_not_found(model: str) -> ApiError:
     return ApiError(
         404,

@@ -25,6 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from labkit.mock_llm.service import ADMIN_TOKEN_HEADER, ENV_ADMIN_TOKEN, ENV_REPLY_SALT
+
 # urllib would route even 127.0.0.1 through $http_proxy if one is set; the mock is local.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -52,6 +54,8 @@ class MockLLM:
         port: int = 0,
         log_level: str = "warning",
         startup_timeout_s: float = 30.0,
+        admin_token: str | None = None,
+        reply_salt: str | None = None,
         **settings: Any,
     ) -> None:
         self.preset = preset
@@ -59,6 +63,9 @@ class MockLLM:
         self.log_level = log_level
         self.startup_timeout_s = startup_timeout_s
         self.settings = settings
+        # Set both to lock the server (see MockService): the grader's mock, out of reach.
+        self.admin_token = admin_token
+        self.reply_salt = reply_salt
         self.url = ""
         self.base_url = ""
         self._process: subprocess.Popen[str] | None = None
@@ -96,6 +103,10 @@ class MockLLM:
         # The child must import this very labkit, even from a clone that is not installed.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
+        for key, value in ((ENV_ADMIN_TOKEN, self.admin_token), (ENV_REPLY_SALT, self.reply_salt)):
+            env.pop(key, None)
+            if value:
+                env[key] = value
         # Append mode: the child's writes land at the end even after we seek back to read.
         self._stderr = tempfile.TemporaryFile(mode="a+b")
         self._process = subprocess.Popen(
@@ -223,9 +234,10 @@ class MockLLM:
         if not self.running:
             raise MockLLMError("the mock LLM is not running; call start() or use `with MockLLM()`")
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"content-type": "application/json"}
-        )
+        headers = {"content-type": "application/json"}
+        if self.admin_token:
+            headers[ADMIN_TOKEN_HEADER] = self.admin_token
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with _opener.open(request, timeout=timeout) as response:
                 return json.loads(response.read())

@@ -11,14 +11,14 @@ import asyncio
 import json
 import logging
 import math
+import os
 import random
 import secrets
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from labkit.mock_llm import chat, errors
+from labkit.mock_llm import chat, errors, responses
 from labkit.mock_llm.content import Reply, prompt_tokens, reply_for
 from labkit.mock_llm.errors import ApiError
 from labkit.mock_llm.faults import StreamCut, choose
@@ -33,6 +33,7 @@ STREAM_WRITE_INTERVAL_S = 0.02
 MODEL_CREATED = 1_700_000_000  # a fixed "created" date for the models the mock lists
 ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/chat/completions": ("POST",),
+    "/v1/responses": ("POST",),
     "/v1/models": ("GET",),
     "/_mock/health": ("GET",),
     "/_mock/stats": ("GET",),
@@ -40,6 +41,11 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/_mock/config": ("GET", "POST"),
 }
 ADMIN_PREFIX = "/_mock/"
+# A locked mock (the grader's): admin calls need this token, calls may not change settings,
+# and replies are salted, so a reply cannot be computed without calling the server.
+ENV_ADMIN_TOKEN = "LAB_MOCK_ADMIN_TOKEN"
+ENV_REPLY_SALT = "LAB_MOCK_REPLY_SALT"
+ADMIN_TOKEN_HEADER = "x-mock-admin-token"
 
 
 @dataclass
@@ -86,11 +92,42 @@ class _Recorder:
         await self.write(body)
 
 
+class Wire(Protocol):
+    """One API's way of writing a reply: whole, or as the events of a stream."""
+
+    def body(self, reply: Reply) -> dict[str, Any]: ...
+
+    def opening(self) -> bytes: ...
+
+    def content(self, token: str) -> bytes: ...
+
+    def broken(self, token: str) -> bytes: ...
+
+    def closing(self, reply: Reply) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Api:
+    """A generating endpoint: how to read its request, and how to write its answer."""
+
+    parse: Callable[[bytes], chat.ChatRequest]
+    wire: Callable[[Any, int], Wire]
+
+
+# Both endpoints share one path through limits, faults, latency and stats; only the format differs.
+APIS: dict[str, Api] = {
+    "/v1/chat/completions": Api(chat.parse_chat_request, chat.ChunkWriter),
+    "/v1/responses": Api(responses.parse_responses_request, responses.EventWriter),
+}
+
+
 class MockService:
     """Answers OpenAI-style requests from settings that can change while it runs."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.initial = settings or Settings()
+        self.admin_token = os.environ.get(ENV_ADMIN_TOKEN) or None
+        self.reply_salt = os.environ.get(ENV_REPLY_SALT) or None
         self.stats = Stats()
         self.limiter = RateLimiter()
         self._apply(self.initial)
@@ -134,7 +171,7 @@ class MockService:
         finally:
             # A cut or garbled body is a failure even though its status said 200.
             failed = call.fault in ("cut", "malformed")
-            self.stats.call_ended(out.status or 500, call.model, cancelled, failed)
+            self.stats.call_ended(out.status or 500, call.model, cancelled, failed, call.endpoint)
 
     async def _guarded(self, handler: Any, incoming: Incoming, out: _Recorder, *args: Any) -> None:
         try:
@@ -171,6 +208,12 @@ class MockService:
 
     async def _admin(self, incoming: Incoming, out: _Recorder) -> None:
         path = self._route(incoming)
+        if self.admin_token is not None and path != "/_mock/health":
+            given = incoming.headers.get(ADMIN_TOKEN_HEADER, "")
+            if not secrets.compare_digest(given.encode(), self.admin_token.encode()):
+                raise ApiError(
+                    403, "This mock's admin API needs its admin token.", code="forbidden"
+                )
         if path == "/_mock/health":
             await out.json(200, {"status": "ok", "preset": self.settings.preset})
         elif path == "/_mock/stats":
@@ -194,6 +237,7 @@ class MockService:
             await out.json(200, self.settings.to_json())
 
     async def _api(self, incoming: Incoming, out: _Recorder, call: _Call) -> None:
+        self._authorize(incoming.headers)
         path = self._route(incoming)
         if path == "/v1/models":
             models = [_model(name) for name in self.settings.models if name != "*"]
@@ -204,11 +248,31 @@ class MockService:
                 raise errors.model_not_found(name)
             await out.json(200, _model(name))
         else:
-            await self._chat(incoming, out, call)
+            await self._generate(incoming, out, call, APIS[path])
+
+    def _authorize(self, headers: Mapping[str, str]) -> None:
+        """Raise OpenAI's 401 unless the call carries the configured key (if there is one)."""
+        expected = self.settings.api_key
+        if expected is None:
+            return
+        scheme, _, key = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise errors.unauthorized(sent=False)
+        if not secrets.compare_digest(key.strip().encode(), expected.encode()):
+            raise errors.unauthorized(sent=True)
 
     def _per_request(self, request: chat.ChatRequest, headers: Mapping[str, str]) -> Settings:
         """The settings for one call: the server's, changed by its `mock` field and headers."""
         changes: dict[str, Any] = dict(request.mock or {})
+        if self.admin_token is not None and (
+            changes or any(name.startswith("x-mock-") for name in headers)
+        ):
+            raise ApiError(
+                403,
+                "This mock does not take per-call settings (x-mock-* headers or a `mock` "
+                "field): it is locked by its owner.",
+                code="forbidden",
+            )
         latency = headers.get("x-mock-latency")
         if latency is not None:
             try:
@@ -239,15 +303,17 @@ class MockService:
         except SettingsError as error:
             raise errors.invalid_value("mock", str(error)) from None
 
-    async def _chat(self, incoming: Incoming, out: _Recorder, call: _Call) -> None:
+    async def _generate(self, incoming: Incoming, out: _Recorder, call: _Call, api: Api) -> None:
         """Validate, admit, maybe fail, then answer whole or streamed."""
-        request = chat.parse_chat_request(incoming.body)
+        call.endpoint = incoming.path
+        request = api.parse(incoming.body)
         if not self.settings.accepts(request.model):
             raise errors.model_not_found(request.model)
         call.model = request.model
         settings = self._per_request(request, incoming.headers)
+        seed = request.seed if self.reply_salt is None else f"{self.reply_salt}:{request.seed}"
         reply = reply_for(
-            request.model, request.messages, request.seed, request.max_tokens, settings.reply_tokens
+            request.model, request.messages, seed, request.max_tokens, settings.reply_tokens
         )
         prompt = prompt_tokens(request.messages)
         headers = self.limiter.admit(prompt + reply.completion_tokens, request.model)
@@ -259,7 +325,7 @@ class MockService:
         timing = settings.latency.sample(reply.completion_tokens, self.rng)
         if call.fault == "hang":
             await asyncio.sleep(settings.hang_s)
-        answer = _Answer(request, reply, prompt, timing, call.fault, headers)
+        answer = _Answer(reply, timing, call.fault, headers, api.wire(request, prompt))
         if request.stream:
             self.stats.streams_total += 1
             await self._stream(answer, out)
@@ -271,10 +337,7 @@ class MockService:
         """Sleep the whole latency, then send the completion in one body."""
         if answer.timing.total_s > 0:
             await asyncio.sleep(answer.timing.total_s)
-        body = chat.completion(
-            answer.call_id, answer.created, answer.request.model, answer.reply, answer.prompt
-        )
-        data = json.dumps(body).encode()
+        data = json.dumps(answer.wire.body(answer.reply)).encode()
         if answer.fault == "cut":
             length = ("content-length", str(len(data)))
             await out.start(200, [("content-type", "application/json"), length, *answer.headers])
@@ -285,16 +348,13 @@ class MockService:
         await out.json(200, data, answer.headers)
 
     async def _stream(self, answer: _Answer, out: _Recorder) -> None:
-        """Send SSE chunks on the latency model's schedule, then usage and [DONE]."""
+        """Send SSE events on the latency model's schedule; the body ends with the last."""
         sse = ("content-type", "text/event-stream; charset=utf-8")
         await out.start(200, [sse, ("cache-control", "no-cache"), *answer.headers])
-        request, timing, tokens = answer.request, answer.timing, answer.reply.tokens
-        writer = chat.ChunkWriter(
-            answer.call_id, answer.created, request.model, request.include_usage
-        )
+        timing, tokens, writer = answer.timing, answer.reply.tokens, answer.wire
         loop = asyncio.get_running_loop()
         began = loop.time()
-        pending = [writer.role()]
+        pending = [writer.opening()]
         half = len(tokens) // 2
         # Tokens go out in groups at most every STREAM_WRITE_INTERVAL_S (each group at its
         # first token's time), as real servers flush them: a fast model's 6 ms tokens would
@@ -319,11 +379,8 @@ class MockService:
             await out.write(b"".join(pending), more=True)
             pending = []
             await asyncio.sleep(wait)
-        pending.append(writer.finish(answer.reply.finish_reason))
-        if request.include_usage:
-            pending.append(writer.usage(answer.prompt, answer.reply.completion_tokens))
-        pending.append(writer.done())
-        await out.write(b"".join(pending))  # the body ends with [DONE], at once
+        pending.append(writer.closing(answer.reply))
+        await out.write(b"".join(pending))  # the body ends with the last event, at once
 
 
 @dataclass
@@ -332,20 +389,18 @@ class _Call:
 
     model: str | None = None
     fault: str | None = None
+    endpoint: str | None = None
 
 
 @dataclass
 class _Answer:
     """Everything decided about a call before its response starts."""
 
-    request: chat.ChatRequest
     reply: Reply
-    prompt: int
     timing: Timing
     fault: str | None
     headers: list[tuple[str, str]]
-    call_id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_hex(12))
-    created: int = field(default_factory=lambda: int(time.time()))
+    wire: Wire
 
 
 def _model(name: str) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class Settings:
     models: tuple[str, ...] = DEFAULT_MODELS
     reply_tokens: tuple[int, int] = (20, 60)
     seed: int | None = None
+    # None accepts any key (the default); a key makes /v1/* answer 401 to any other.
+    api_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_preset(cls, preset: str = DEFAULT_PRESET, **changes: Any) -> Settings:
@@ -74,6 +76,7 @@ class Settings:
         return "*" in self.models or model in self.models
 
     def to_json(self) -> dict[str, Any]:
+        """The settings as `updated()` keys; `api_key` is write-only and never shown."""
         latency = self.latency
         return {
             "preset": self.preset,
@@ -172,6 +175,12 @@ def _reply_tokens(settings: Settings, value: object) -> Settings:
     return replace(settings, reply_tokens=(pair[0], pair[1]))
 
 
+def _api_key(settings: Settings, value: object) -> Settings:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise SettingsError("api_key must be a non-empty string, or null to accept any key")
+    return replace(settings, api_key=value)
+
+
 def _seed(settings: Settings, value: object) -> Settings:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise SettingsError(f"seed={value!r} must be a whole number or null")
@@ -197,4 +206,5 @@ _SETTERS = {
     "models": _models,
     "reply_tokens": _reply_tokens,
     "seed": _seed,
+    "api_key": _api_key,
 }

@@ -49,6 +49,7 @@ class Stats:
         self.errors_total = 0
         self.statuses: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
+        self.endpoints: Counter[str] = Counter()
         self.models: dict[str, Counter[str]] = {}
 
     # Connections
@@ -84,9 +85,16 @@ class Stats:
         self.in_flight_peak = max(self.in_flight_peak, self.in_flight)
 
     def call_ended(
-        self, status: int, model: str | None, cancelled: bool = False, failed: bool = False
+        self,
+        status: int,
+        model: str | None,
+        cancelled: bool = False,
+        failed: bool = False,
+        endpoint: str | None = None,
     ) -> None:
         self.in_flight -= 1
+        if endpoint is not None:  # calls to a generating endpoint, whatever their outcome
+            self.endpoints[endpoint] += 1
         if cancelled:
             self.cancelled_total += 1
         else:
@@ -138,6 +146,7 @@ class Stats:
             "faults_total": sum(self.faults.values()),
             "statuses": {str(code): n for code, n in sorted(self.statuses.items())},
             "models": models,
+            "endpoints": dict(sorted(self.endpoints.items())),
             "elapsed_s": round(time.monotonic() - self.started, 3),
             "cpu_s": round(time.process_time() - self.cpu_started, 3),
         }

@@ -37,8 +37,12 @@ def require_django() -> None:
 
 
 def lab_mock() -> Any:
-    """The mock LLM `boot()` started, or CheckError: checks measure at the kit's mock."""
+    """The mock LLM the check measures at: the grader's own when grading, else `boot()`'s."""
     from labkit.boot import mock_llm
+    from labkit.steps.subject import checker
+
+    if checker() is not None:
+        return checker().mock
 
     llm = mock_llm()
     if llm is None or not llm.running:
@@ -158,6 +162,45 @@ class ServedView:
         self._stack = ExitStack()
 
     async def __aenter__(self) -> ServedView:
+        from labkit.exercises.remote import Remote
+
+        if isinstance(self.view, Remote):
+            return await self._enter_remote(self.view)
+        return await self._enter_local()
+
+    async def _enter_remote(self, view: Any) -> ServedView:
+        """Serve a sandbox's view: the route is set there, requests go over its socket."""
+        import httpx2
+
+        from labkit.grading.relay import relay_to
+        from labkit.steps.subject import Raised, _unwrap
+
+        self.channel = view.channel
+        _unwrap(await self.channel.apost("serve", {"route": self.route, "name": view.name}))
+        self.log = []
+        # A real TCP port for anything the check starts (httpx clients, Locust): it relays to
+        # the sandbox's socket, so the checker's requests reach the learner's view.
+        self.server = relay_to(self.channel.path, name=f"check-{self.route}")
+        self._stack.callback(self.server.stop)
+        self.http = httpx2.AsyncClient(
+            base_url=self.server.url,
+            timeout=self.timeout_s,
+            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=200),
+        )
+        try:
+            await self._sync_log()
+        except Raised:
+            pass
+        return self
+
+    async def _sync_log(self) -> None:
+        if getattr(self, "channel", None) is None:
+            return
+        answer = await self.channel.apost("log", {})
+        lines = answer.get("lines", []) if isinstance(answer, dict) else []
+        self.log.extend(str(line)[:300] for line in lines[:50])
+
+    async def _enter_local(self) -> ServedView:
         import httpx2
 
         from labkit.servers import ASGIServer
@@ -182,10 +225,14 @@ class ServedView:
             await self.http.aclose()
         finally:
             self._stack.close()
+            if getattr(self, "channel", None) is not None:
+                await self.channel.apost("unserve", {"route": self.route})
 
     async def request(self, method: str, path: str, **options: Any) -> Any:
         """Send one request (httpx2 keywords: json=, content=, headers=); return the response."""
-        return await self.http.request(method, path, **options)
+        response = await self.http.request(method, path, **options)
+        await self._sync_log()
+        return response
 
     async def post(self, path: str, **options: Any) -> Any:
         return await self.request("POST", path, **options)
@@ -204,13 +251,15 @@ class ServedView:
         started = time.perf_counter()
         logged = len(self.log)
         responses = await asyncio.gather(
-            *(self.request(method, path, **options(i)) for i in range(n))
+            *(self.http.request(method, path, **options(i)) for i in range(n))
         )
+        elapsed_s = time.perf_counter() - started
+        await self._sync_log()
         return Burst(
             n=n,
             statuses=[r.status_code for r in responses],
             bodies=[r.text for r in responses],
-            elapsed_s=time.perf_counter() - started,
+            elapsed_s=elapsed_s,
             log=self.log[logged:],
         )
 

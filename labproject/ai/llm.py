@@ -1,4 +1,9 @@
-"""Talking to the LLM: client options from settings, and LLM faults mapped to HTTP answers."""
+"""Talking to the LLM: client options from settings, and LLM faults mapped to HTTP answers.
+
+Both of OpenAI's APIs are understood: a chat completion (`client.chat.completions.create`) and
+a Responses API result (`client.responses.create`) fill the same `CallRecord`, whose token
+counts (chat's prompt/completion, Responses' input/output) price the call either way.
+"""
 
 from __future__ import annotations
 
@@ -44,14 +49,15 @@ class CallRecord:
     ok: bool = True
     error: str = ""
 
-    def succeeded(self, completion: Any) -> CallRecord:
-        """Fill the record from a ChatCompletion."""
+    def succeeded(self, result: Any) -> CallRecord:
+        """Fill the record from a ChatCompletion or a Responses API `Response`.
+
+        A streamed Response arrives whole in its last event: `record.succeeded(event.response)`.
+        """
         self.latency_ms = (time.perf_counter() - self.started) * 1000
-        self.model = completion.model
-        self.reply = completion.choices[0].message.content or ""
-        if completion.usage is not None:
-            self.prompt_tokens = completion.usage.prompt_tokens
-            self.completion_tokens = completion.usage.completion_tokens
+        self.model = result.model
+        self.reply = reply_text(result)
+        self.prompt_tokens, self.completion_tokens = token_counts(result)
         return self
 
     def failed(self, failure: LLMFailure) -> CallRecord:
@@ -77,6 +83,48 @@ class CallRecord:
             "ok": self.ok,
             "error": self.error,
         }
+
+
+def is_response(result: Any) -> bool:
+    """True for a Responses API result (`object == "response"`), False for a chat completion."""
+    return getattr(result, "object", None) == "response"
+
+
+def reply_text(result: Any) -> str:
+    """The reply's text: `output_text` of a Response, the first choice's content of a chat."""
+    if is_response(result):
+        return result.output_text
+    return result.choices[0].message.content or ""
+
+
+def token_counts(result: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens; a Response calls them input and output tokens."""
+    usage = result.usage
+    if usage is None:
+        return 0, 0
+    if is_response(result):
+        return usage.input_tokens, usage.output_tokens
+    return usage.prompt_tokens, usage.completion_tokens
+
+
+class ResponseFailed(Exception):
+    """A Responses API result whose status is `failed`: a fault that came with a 200."""
+
+    def __init__(self, response: Any) -> None:
+        error = getattr(response, "error", None)
+        self.code = getattr(error, "code", None) or "failed"
+        super().__init__(getattr(error, "message", None) or "the response failed")
+
+
+def raise_if_failed(result: Any) -> Any:
+    """Return `result`, or raise ResponseFailed if it is a Response whose status is `failed`.
+
+    Chat completions fail only with an HTTP error; a Response can also end `failed` (a stream's
+    `response.failed` event, a background response), which `failure_from` then maps.
+    """
+    if is_response(result) and result.status == "failed":
+        raise ResponseFailed(result)
+    return result
 
 
 @dataclass
@@ -108,6 +156,8 @@ def failure_from(exc: Exception) -> LLMFailure:
         return LLMFailure(502, "llm_rejected", f"the LLM refused the request ({exc.status_code}).")
     if isinstance(exc, openai.APIConnectionError):
         return LLMFailure(502, "llm_unreachable", "could not reach the LLM.")
+    if isinstance(exc, ResponseFailed):
+        return LLMFailure(502, "llm_failed", f"the LLM's response failed ({exc.code}).")
     return LLMFailure(
         502, "llm_bad_response", f"the LLM's answer could not be used ({type(exc).__name__})."
     )
