@@ -388,6 +388,10 @@ def _fresh_documents(tag: str) -> list[int]:
     return [document.pk for document in documents]
 
 
+def _queries(n: int) -> str:
+    return f"{n} {'query' if n == 1 else 'queries'}"
+
+
 def expected_labels(doc_ids: list[int]) -> list[str]:
     """`"<title> §<position>"` for each chunk of `doc_ids`, by document, then position."""
     from labproject.ai.models import Chunk
@@ -444,30 +448,44 @@ def chunk_labels(doc_ids: list[int]) -> list[str]:
 
         require_django()
 
-    def evaluate(self, chunk_labels) -> str:
+    async def evaluate(self, chunk_labels) -> str:
         import secrets
 
+        from asgiref.sync import sync_to_async
+
+        from labkit.steps.subject import kind_of
         from labproject.ai.models import Document
 
-        tag = secrets.token_hex(3)
-        ids = _fresh_documents(tag)
+        kind = kind_of(chunk_labels)
+        if kind != "function":
+            raise Incorrect(
+                f"`chunk_labels` is an {kind}, expected a plain `def`. A fetch mode acts when "
+                "a sync attribute read fetches; in `async def` that read raises "
+                "SynchronousOnlyOperation instead."
+                if kind == "async function"
+                else f"`chunk_labels` is a {kind}, expected a plain `def` function."
+            )
+        # Documents made now, in the database the learner's code reads: nothing to hard-code.
+        ids = await sync_to_async(_fresh_documents)(secrets.token_hex(3))
         try:
             # One document, then all of them: a count that grows with the documents is N+1.
-            counts = [self._judge(chunk_labels, subset) for subset in (ids[:1], ids)]
+            counts = [await self._judge(chunk_labels, subset) for subset in (ids[:1], ids)]
         finally:
-            Document.objects.filter(pk__in=ids).delete()
+            await Document.objects.filter(pk__in=ids).adelete()
         return (
             f"The right labels for {len(ids)} fresh documents ({sum(FRESH_CHUNKS)} chunks, "
-            f"inserted out of order) in {counts[-1]} queries, and {counts[0]} for one of them "
-            f"(at most {PEERS_BUDGET} allowed), whatever the number of documents."
+            f"inserted out of order) in {_queries(counts[-1])}, and {counts[0]} for one of "
+            f"them (at most {PEERS_BUDGET} allowed), whatever the number of documents."
         )
 
-    def _judge(self, chunk_labels, doc_ids: list[int]) -> int:
-        from labkit.queries import count_queries
+    async def _judge(self, chunk_labels, doc_ids: list[int]) -> int:
+        from asgiref.sync import sync_to_async
 
-        want = expected_labels(doc_ids)
-        with count_queries(f"chunk_labels({doc_ids})") as log:
-            got = self._call(chunk_labels, list(doc_ids))
+        from labkit.steps.dbside import queries_seen
+
+        want = await sync_to_async(expected_labels)(doc_ids)
+        async with queries_seen(f"chunk_labels({doc_ids})") as log:
+            got = await self._call(chunk_labels, list(doc_ids))
         if got != want:
             shown = json.dumps(got)[:300] if isinstance(got, list) else repr(got)[:300]
             raise Incorrect(
@@ -480,32 +498,20 @@ def chunk_labels(doc_ids: list[int]) -> list[str]:
         return log.n_queries
 
     @staticmethod
-    def _call(chunk_labels, doc_ids: list[int]) -> Any:
-        from django.core.exceptions import FieldFetchBlocked, SynchronousOnlyOperation
+    async def _call(chunk_labels, doc_ids: list[int]) -> Any:
+        from labkit.steps.subject import Raised, call
 
         try:
-            got = chunk_labels(doc_ids)
-        except FieldFetchBlocked as error:
-            raise Incorrect(
-                "FieldFetchBlocked: the raise mode forbids the lazy `chunk.document` read it "
-                "met. It is a guard for tests, not a way to load: load the documents "
-                '(`select_related("document")`) or let the reads batch (`FETCH_PEERS`).',
-                evidence=f"{type(error).__name__}: {error}",
-            ) from None
-        except SynchronousOnlyOperation as error:
-            raise Incorrect(
-                "SynchronousOnlyOperation: `chunk_labels` is called from plain sync code, as "
-                "a sync view or a `sync_to_async` helper would; don't start an event loop in it.",
-                evidence=f"{type(error).__name__}: {error}",
-            ) from None
-        if inspect.isawaitable(got):
-            getattr(got, "close", lambda: None)()
-            raise Incorrect(
-                "`chunk_labels` returned a coroutine: declare it a plain `def`. A fetch mode "
-                "acts when a sync attribute read fetches; in `async def` that read raises "
-                "SynchronousOnlyOperation instead."
-            )
-        return got
+            return await call(chunk_labels, doc_ids)
+        except Raised as error:
+            if error.type_name == "FieldFetchBlocked":
+                raise Incorrect(
+                    "FieldFetchBlocked: the raise mode forbids the lazy `chunk.document` read "
+                    "it met. It is a guard for tests, not a way to load: load the documents "
+                    '(`select_related("document")`) or let the reads batch (`FETCH_PEERS`).',
+                    evidence=str(error),
+                ) from None
+            raise
 
 
 q3 = FetchLabels()
