@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "routed_to": "labkit.databases",
     "run_load": "labkit.load",
     "serve_asgi": "labkit.servers",
+    "serve_granian": "labkit.servers",
     "serve_gunicorn": "labkit.servers",
     "serve_task_worker": "labkit.servers",
     "serve_uvicorn": "labkit.servers",

@@ -86,7 +86,9 @@ def test_tiny_full_bench_reports_every_section_with_its_scenario(tmp_path):
     assert {(r["name"], r["users"], r["latency_s"]) for r in sweep} == {
         ("sync-wsgi", 4, 0.2), ("async-uvicorn", 4, 0.2)
     }  # fmt: skip
-    assert {r["workers"] for r in report["uvicorn_workers"]["rows"]} == {1, 2}
+    assert [(r["name"], r["workers"]) for r in report["uvicorn_workers"]["rows"]] == [
+        ("uvicorn-1w", 1), ("granian-1w", 1), ("uvicorn-2w", 2), ("granian-2w", 2)
+    ]  # fmt: skip
 
     connections = {r["name"]: r for r in report["llm_connections"]["rows"]}
     assert connections["client-per-request"]["connections"] == 120  # one per call
@@ -115,6 +117,26 @@ def test_tiny_full_bench_reports_every_section_with_its_scenario(tmp_path):
     assert [r["name"] for r in report["framework_cpu"]["rows"]] == [
         "django-reference", "django-no-log-row", "starlette"
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_granian_is_a_peer_row_of_the_workers_section(tmp_path):
+    report, stdout = _bench(
+        tmp_path, "--only", "uvicorn_workers", "--duration", "2", "--users", "8",
+        "--latency", "0.2", "--sweep-users", "6", timeout=180,
+    )  # fmt: skip
+    assert report["sections"] == ["uvicorn_workers"] and report["scenarios"] == []
+    rows = {r["name"]: r for r in report["uvicorn_workers"]["rows"]}
+    assert set(rows) == {"uvicorn-1w", "granian-1w", "uvicorn-2w", "granian-2w"}
+    for name, line in rows.items():
+        server, workers = name.split("-")
+        # Same scenario on both servers: users, latency, duration and the bound they imply.
+        assert line["server"] == f"{server}-process" and line["workers"] == int(workers[0])
+        assert (line["users"], line["latency_s"], line["duration_s"]) == (6, 0.2, 2)
+        assert line["bound_rps"] == pytest.approx(6 / 0.2)
+        assert line["errors"] == 0 and line["requests"] > 0
+        assert _number(line["cpu_ms_per_request"]) and line["cpu_ms_per_request"] > 0
+    assert "granian-2w" in stdout and "== uvicorn and Granian workers ==" in stdout
 
 
 def test_section_table_shows_columns_numbers_and_what_was_skipped():

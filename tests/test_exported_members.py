@@ -10,9 +10,9 @@ EXPECTED = [
     "boot", "close_pools", "compare", "compare_timelines", "connection_peak", "count_hops",
     "count_queries", "ensure_service", "in_worker_thread", "littles_law_bound",
     "littles_law_explorer", "measure", "mock_llm", "overlap", "plot_timeline", "rate_sweep",
-    "release_services", "routed_to", "run_load", "serve_asgi", "serve_gunicorn",
-    "serve_task_worker", "serve_uvicorn", "serve_wsgi", "sizes", "stop_all", "sweep",
-    "track_requests",
+    "release_services", "routed_to", "run_load", "serve_asgi", "serve_granian",
+    "serve_gunicorn", "serve_task_worker", "serve_uvicorn", "serve_wsgi", "sizes", "stop_all",
+    "sweep", "track_requests",
 ]  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Subprocess servers: gunicorn and uvicorn with workers start healthy, serve, stop completely."""
+"""Subprocess servers: gunicorn, uvicorn and Granian with workers start, serve, stop completely."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from labkit.servers import (
+    GranianProcess,
     GunicornProcess,
     PortInUseError,
     ServerProcessError,
@@ -111,6 +112,28 @@ def test_uvicorn_with_two_workers_serves_and_stops(app_env: dict[str, str]) -> N
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+def test_granian_serves_the_same_asgi_app_from_its_workers_and_stops(
+    app_env: dict[str, str], workers: int
+) -> None:
+    with GranianProcess("tinyapps:asgi", workers=workers, env=app_env) as server:
+        workers_seen = server.worker_pids()
+        assert len(workers_seen) == workers and server.pid not in workers_seen
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda _: get(server.url, "/healthz"), range(8)))
+        assert {status for status, _ in replies} == {200}
+        assert {int(body) for _, body in replies} <= set(workers_seen)  # served by workers
+        assert "--interface asginl" in server.logs()  # the command line, first in the log
+        # Its CPU is the whole tree's: the main process (which imported Granian) and workers.
+        main_cpu = sum(psutil.Process(server.pid).cpu_times()[:2])
+        workers_cpu = sum(sum(psutil.Process(p).cpu_times()[:2]) for p in workers_seen)
+        assert server.cpu_s() >= main_cpu + workers_cpu and main_cpu > 0
+        pids = [server.pid, *server.children()]
+
+    assert not server.running and server.cpu_s() == 0.0
+    assert_gone(pids)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_uvicorn_uvloop_without_uvloop_fails_fast_with_the_log(
     app_env: dict[str, str], workers: int
 ) -> None:
@@ -139,10 +162,17 @@ def test_gunicorn_with_an_unimportable_app_names_the_cause(app_env: dict[str, st
 
 
 @pytest.mark.parametrize(
-    ("server_class", "app"), [(GunicornProcess, "tinyapps:wsgi"), (UvicornProcess, "tinyapps:asgi")]
+    ("server_class", "app"),
+    [
+        (GunicornProcess, "tinyapps:wsgi"),
+        (UvicornProcess, "tinyapps:asgi"),
+        (GranianProcess, "tinyapps:asgi"),
+    ],
 )
 def test_fixed_port_in_use_is_a_clear_error(
-    app_env: dict[str, str], server_class: type[GunicornProcess | UvicornProcess], app: str
+    app_env: dict[str, str],
+    server_class: type[GunicornProcess | UvicornProcess | GranianProcess],
+    app: str,
 ) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
@@ -182,15 +212,19 @@ def test_the_notebooks_stop_all_also_stops_server_processes(
 KILLED_OWNER = """
 import json, os, sys
 sys.path.insert(0, os.environ["APPS"])
-from labkit.servers import serve_uvicorn
+import labkit.servers
+serve = getattr(labkit.servers, os.environ["SERVE"])
 env = {"PYTHONPATH": os.environ["APPS"]}
-server = serve_uvicorn("orphan", asgi_app="tinyapps:asgi", workers=2, env=env)
+server = serve("orphan", asgi_app="tinyapps:asgi", workers=2, env=env)
 print(json.dumps([server.pid, *server.children()]), flush=True)
 os.kill(os.getpid(), 9)  # a kernel killed mid-run: no stop(), no atexit
 """
 
 
-def test_a_killed_owner_takes_its_server_processes_with_it(app_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("serve", ["serve_uvicorn", "serve_granian"])
+def test_a_killed_owner_takes_its_server_processes_with_it(
+    app_env: dict[str, str], serve: str
+) -> None:
     import json
     import os
     import subprocess
@@ -201,9 +235,9 @@ def test_a_killed_owner_takes_its_server_processes_with_it(app_env: dict[str, st
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "APPS": app_env["PYTHONPATH"]},
+        env={**os.environ, "APPS": app_env["PYTHONPATH"], "SERVE": serve},
     )
     assert owner.returncode == -9, owner.stderr
     pids = json.loads(owner.stdout.splitlines()[-1])
-    assert len(pids) >= 3  # the supervisor, its two workers (and multiprocessing helpers)
+    assert len(pids) >= 3  # the main process, its two workers (and multiprocessing helpers)
     assert_gone(pids, timeout=10)

@@ -5,9 +5,9 @@ server and the recommended async view on uvicorn, both in this process as in a n
 kernel, against the mock LLM at a fixed latency with closed-loop users.
 
 Full mode (the default, under ten minutes on 2 cores) adds the sections of `SECTIONS`: users
-sweeps, uvicorn workers, LLM connections, cache hits, single-flight, document queries and the
-framework's CPU per request. Figures are reported with their scenario (users, latency_s,
-workers, cpus, duration_s) and, for throughput, Little's-law bound; never asserted here.
+sweeps, uvicorn and Granian workers, LLM connections, cache hits, single-flight, document
+queries and the framework's CPU per request. Figures are reported with their scenario (users,
+latency_s, workers, cpus, duration_s) and, for throughput, Little's-law bound; never asserted.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Load-run sections: sync vs async serving, users sweeps, uvicorn workers, framework CPU.
+"""Load-run sections: sync vs async serving, users sweeps, uvicorn/Granian workers, framework CPU.
 
 Every run is Locust as a subprocess against a server on loopback, with the mock LLM at a fixed
 latency and no connect delay (the starter's new connection per call would otherwise lower the
@@ -101,46 +101,57 @@ def users_sweep(plan: Plan, mock: Any) -> dict[str, Any]:
     )  # fmt: skip
 
 
+# The subprocess servers the workers section compares, serving the same app the same way.
+SERVERS = {"uvicorn": "serve_uvicorn", "granian": "serve_granian"}
+
+
 def uvicorn_workers(plan: Plan, mock: Any) -> dict[str, Any]:
-    """The recommended app under uvicorn subprocesses with 1 and 2 worker processes."""
+    """The recommended app under uvicorn and Granian subprocesses with 1 and 2 workers.
+
+    The JSON key stays `uvicorn_workers` (the README renders committed runs by it); Granian
+    rows are peers in the same table: same app, users, latency and duration.
+    """
+    from labkit import servers
     from labkit.load import run_load
     from labkit.reference import POOL_LIMITS
-    from labkit.servers import serve_uvicorn
 
     users, latency_s, duration_s = plan.workers_users, plan.latency_s, plan.seconds(15)
     pool = POOL_LIMITS.max_connections  # per worker process: each has its own client
     mock.configure(latency_s=latency_s, connect_delay_s=0)
     rows = []
     for workers in (1, 2):
-        server = serve_uvicorn(
-            name=f"bench-workers-{workers}",
-            asgi_app="labkit.bench.apps:reference_application",
-            workers=workers,
-            extra_args=["--factory"],
-        )
-        try:
-            _warm(server.url, requests=4 * workers)
-            started = _tree_cpu(server.pid)
-            result = run_load(
-                server.url, scenario="chat", users=users, duration_s=duration_s,
-                latency_s=latency_s, workers=workers * pool, timeout_s=60,
-                progress=sys.stderr.isatty(),
-            )  # fmt: skip
-            cpu_s = _tree_cpu(server.pid) - started
-        finally:
-            server.stop()
-        rows.append(load_row(f"uvicorn-{workers}w", "uvicorn-process", workers, result, cpu_s))
+        for program, serve in SERVERS.items():
+            server = getattr(servers, serve)(
+                name=f"bench-{program}-{workers}",
+                asgi_app="labkit.bench.apps:reference_application",
+                workers=workers,
+                extra_args=["--factory"],
+            )
+            try:
+                _warm(server.url, requests=4 * workers)
+                started = server.cpu_s()
+                result = run_load(
+                    server.url, scenario="chat", users=users, duration_s=duration_s,
+                    latency_s=latency_s, workers=workers * pool, timeout_s=60,
+                    progress=sys.stderr.isatty(),
+                )  # fmt: skip
+                cpu_s = server.cpu_s() - started
+            finally:
+                server.stop()
+            name = f"{program}-{workers}w"
+            rows.append(load_row(name, f"{program}-process", workers, result, cpu_s))
     notes = [
-        "uvicorn as a subprocess (labkit.servers.serve_uvicorn) serving "
-        "labkit.bench.apps:reference_application: the inline middleware and "
-        "labkit.reference.chat. bound_rps = min(users, workers x 100 pooled LLM connections) / "
-        "latency_s; below it, the CPUs are the limit.",
-        "cpu_ms_per_request is the server's process tree (supervisor and workers).",
+        "uvicorn and Granian as subprocesses (labkit.servers.serve_uvicorn / serve_granian, "
+        "asyncio loop, no access log) serving labkit.bench.apps:reference_application: the "
+        "inline middleware and labkit.reference.chat. bound_rps = min(users, workers x 100 "
+        "pooled LLM connections) / latency_s; below it, the CPUs are the limit.",
+        "cpu_ms_per_request is the server's process tree (main process and workers).",
         *_warnings(rows),
     ]
     return section(
-        "uvicorn workers",
-        "The same async app with 1 and 2 worker processes, enough users to be CPU-bound.",
+        "uvicorn and Granian workers",
+        "The same async app on two servers with 1 and 2 worker processes, enough users to be "
+        "CPU-bound.",
         LOAD_COLUMNS, rows, notes=notes,
     )  # fmt: skip
 
@@ -180,22 +191,6 @@ def _warm(url: str, *, requests: int) -> None:
 
     with ThreadPoolExecutor(requests) as pool:
         list(pool.map(one, range(requests)))
-
-
-def _tree_cpu(pid: int | None) -> float:
-    import psutil
-
-    if pid is None:
-        return 0.0
-    root = psutil.Process(pid)
-    total = 0.0
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def framework_cpu(plan: Plan, mock: Any) -> dict[str, Any]:

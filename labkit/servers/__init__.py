@@ -21,9 +21,11 @@ from labkit.servers.kernel import (
 )
 from labkit.servers.kernel import stop_all as stop_kernel_servers
 from labkit.servers.process import (
+    GranianProcess,
     GunicornProcess,
     ServerProcessError,
     UvicornProcess,
+    serve_granian,
     serve_gunicorn,
     serve_uvicorn,
     stop_processes,
@@ -40,6 +42,7 @@ def stop_all() -> None:
 
 __all__ = [
     "ASGIServer",
+    "GranianProcess",
     "GunicornProcess",
     "PortInUseError",
     "RequestTiming",
@@ -50,6 +53,7 @@ __all__ = [
     "WSGIServer",
     "running_servers",
     "serve_asgi",
+    "serve_granian",
     "serve_gunicorn",
     "serve_task_worker",
     "serve_uvicorn",

@@ -1,4 +1,4 @@
-"""gunicorn and uvicorn as subprocesses, for apps that live in modules (the Django project).
+"""gunicorn, uvicorn and Granian as subprocesses, for apps in modules (the Django project).
 
 Workers are processes, so these servers can use both cores, unlike the in-kernel ones. Each
 runs in its own process group with stdout and stderr going to a log file, is declared started
@@ -33,9 +33,11 @@ import psutil
 from labkit.servers.kernel import LOOPBACK, PortInUseError, bind_loopback
 
 __all__ = [
+    "GranianProcess",
     "GunicornProcess",
     "ServerProcessError",
     "UvicornProcess",
+    "serve_granian",
     "serve_gunicorn",
     "serve_uvicorn",
     "stop_processes",
@@ -120,6 +122,27 @@ class _ServerProcess:
     def worker_pids(self) -> list[int]:
         """PIDs of the processes that serve requests."""
         raise NotImplementedError
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) used so far by the server and every process it forked.
+
+        Read it before and after a load run; the difference is the server's CPU for that run.
+        """
+        if not self.running:
+            return 0.0
+        assert self._proc is not None
+        total = 0.0
+        try:
+            tree = [psutil.Process(self._proc.pid), *self._children()]
+        except psutil.NoSuchProcess:
+            return 0.0
+        for process in tree:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue  # a worker that exited between the listing and the reading
+            total += times.user + times.system
+        return total
 
     def _children(self) -> list[psutil.Process]:
         if not self.running:
@@ -413,6 +436,67 @@ class UvicornProcess(_ServerProcess):
         ]  # fmt: skip
 
 
+class GranianProcess(_ServerProcess):
+    """Granian (a Rust HTTP server) serving an ASGI app with `workers` processes.
+
+    Same interface as `UvicornProcess`, so the two can serve the same app in one scenario:
+
+        with GranianProcess("labproject.asgi:application", workers=2) as server:
+            urllib.request.urlopen(server.url + "/healthz")
+    """
+
+    program = "granian"
+    # Without --respawn-failed-workers Granian exits when a worker dies, which start() sees.
+    crash_patterns = (r"Unexpected exit from worker",)
+
+    def __init__(
+        self,
+        asgi_app: str = "labproject.asgi:application",
+        workers: int = 1,
+        port: int = 0,
+        env: Mapping[str, str] | None = None,
+        loop: str = "asyncio",
+        cwd: str | os.PathLike[str] | None = None,
+        *,
+        access_log: bool = False,
+        health_path: str = "/healthz",
+        startup_timeout: float = 30.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(
+            asgi_app,
+            port=port,
+            env=env,
+            cwd=cwd,
+            health_path=health_path,
+            startup_timeout=startup_timeout,
+            extra_args=extra_args,
+        )
+        self.workers = workers
+        self.loop = loop
+        self.access_log = access_log
+
+    def worker_pids(self) -> list[int]:
+        # Granian always serves from worker processes, forked by its main process.
+        return [p.pid for p in self._children() if p.ppid() == self.pid]
+
+    def command(self, port: int) -> list[str]:
+        # asginl: ASGI without lifespan, as uvicorn's --lifespan off (Django has none).
+        return [
+            sys.executable, "-m", "granian", self.app,
+            "--interface", "asginl",
+            "--host", LOOPBACK,
+            "--port", str(port),
+            "--workers", str(self.workers),
+            "--loop", self.loop,
+            "--no-ws",
+            "--backlog", "1024",
+            "--workers-kill-timeout", "4",
+            "--access-log" if self.access_log else "--no-access-log",
+            *self.extra_args,
+        ]  # fmt: skip
+
+
 _STARTED: set[_ServerProcess] = globals().get("_STARTED", set())
 _SERIAL: Iterator[int] = globals().get("_SERIAL", itertools.count(1))
 _NAMED: dict[str, _ServerProcess] = globals().get("_NAMED", {})
@@ -432,6 +516,14 @@ def serve_uvicorn(name: str = "uvicorn", **options: Any) -> UvicornProcess:
     with _LOCK:
         _stop_named(name)
         server = _NAMED[name] = UvicornProcess(**options).start()
+    return server
+
+
+def serve_granian(name: str = "granian", **options: Any) -> GranianProcess:
+    """Start a `GranianProcess` under `name`, stopping any earlier one of that name."""
+    with _LOCK:
+        _stop_named(name)
+        server = _NAMED[name] = GranianProcess(**options).start()
     return server
 
 
@@ -471,7 +563,7 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 def _answers_http(port: int, path: str) -> bool:
     """Whether anything answers HTTP there: any status, even 404 or 500, means alive."""
-    # A short timeout: a crash-looping uvicorn parent accepts connections but never answers.
+    # A short timeout: a server may accept a connection and answer late, or never.
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=1.0)
     try:
         conn.request("GET", path)

@@ -17,7 +17,7 @@ from typing import Any
 
 from labkit.exercises import Exercise, Incorrect, expect_queries
 
-__all__ = ["expected_context", "q1", "q2", "summary_burst"]
+__all__ = ["expected_context", "expected_labels", "q1", "q2", "q3", "summary_burst"]
 
 # 04.1: documents made at check time (chunk counts), and the query budget (prefetch_related
 # needs 2). Their chunks are inserted out of position order, so ids and positions disagree.
@@ -472,3 +472,156 @@ async def summary(request, doc_id):
 
 q1 = LoadContext()
 q2 = ReleaseBeforeLLM()
+
+
+# 04.3: documents made fresh at check time, their chunks inserted out of order (so insertion
+# order is not the answer), and the query budget whatever the number of documents.
+FRESH_CHUNKS = (4, 7, 3)
+PEERS_BUDGET = 2
+
+
+def _fresh_documents(tag: str) -> list[int]:
+    """Create documents with FRESH_CHUNKS chunks each, rows interleaved and out of order."""
+    from labproject.ai.models import Chunk, Document
+
+    documents = [
+        Document.objects.create(title=f"Fetch check {tag} · {k}")
+        for k in range(1, len(FRESH_CHUNKS) + 1)
+    ]
+    rows = [
+        Chunk(document=document, position=position, text=f"{tag} {document.pk}.{position}")
+        for document, n in zip(documents, FRESH_CHUNKS, strict=True)
+        for position in range(1, n + 1)
+    ]
+    # Last document first, every document's chunks backwards: row ids follow neither order.
+    Chunk.objects.bulk_create(sorted(rows, key=lambda c: (-c.document.pk, -c.position)))
+    return [document.pk for document in documents]
+
+
+def _queries(n: int) -> str:
+    return f"{n} {'query' if n == 1 else 'queries'}"
+
+
+def expected_labels(doc_ids: list[int]) -> list[str]:
+    """`"<title> §<position>"` for each chunk of `doc_ids`, by document, then position."""
+    from labproject.ai.models import Chunk
+
+    rows = (
+        Chunk.objects.filter(document_id__in=doc_ids)
+        .order_by("document_id", "position")
+        .values_list("document__title", "position")
+    )
+    return [f"{title} §{position}" for title, position in rows]
+
+
+class FetchLabels(Exercise):
+    id = "04.3"
+    title = "Chunk labels for many documents with a fetch mode"
+    hints = [
+        "Start from the chunks of all the documents at once: "
+        "`Chunk.objects.filter(document_id__in=doc_ids)`. Reading `chunk.document.title` in a "
+        "loop then costs one query per chunk (the default mode, `models.FETCH_ONE`).",
+        "`.fetch_mode(models.FETCH_PEERS)` on that queryset: the first `chunk.document` read "
+        "fetches the documents of every chunk the query returned, in one more query.",
+        "A fetch mode set on `Document` queries does not reach `document.chunks.all()`: a "
+        "related manager's own query runs once per document. And `FETCH_RAISE` forbids the "
+        "lazy read instead of batching it.",
+    ]
+    wrong_answers = {
+        "the default mode: a query per chunk": """
+def chunk_labels(doc_ids: list[int]) -> list[str]:
+    chunks = Chunk.objects.filter(document_id__in=doc_ids)
+    return [f"{chunk.document.title} §{chunk.position}" for chunk in chunks]
+""",
+        "the fetch mode on the documents, a chunk query each": """
+def chunk_labels(doc_ids: list[int]) -> list[str]:
+    documents = Document.objects.filter(pk__in=doc_ids).fetch_mode(models.FETCH_PEERS)
+    return [f"{d.title} §{chunk.position}" for d in documents for chunk in d.chunks.all()]
+""",
+        "the raise mode, nothing loaded": """
+def chunk_labels(doc_ids: list[int]) -> list[str]:
+    chunks = Chunk.objects.filter(document_id__in=doc_ids).fetch_mode(models.FETCH_RAISE)
+    return [f"{chunk.document.title} §{chunk.position}" for chunk in chunks]
+""",
+        "peers, in insertion order": """
+def chunk_labels(doc_ids: list[int]) -> list[str]:
+    chunks = Chunk.objects.filter(document_id__in=doc_ids).order_by("id")
+    return [
+        f"{chunk.document.title} §{chunk.position}"
+        for chunk in chunks.fetch_mode(models.FETCH_PEERS)
+    ]
+""",
+    }
+
+    def prepare(self) -> None:
+        from labkit.steps.probes import require_django
+
+        require_django()
+
+    async def evaluate(self, chunk_labels) -> str:
+        import secrets
+
+        from asgiref.sync import sync_to_async
+
+        from labkit.steps.subject import kind_of
+        from labproject.ai.models import Document
+
+        kind = kind_of(chunk_labels)
+        if kind != "function":
+            raise Incorrect(
+                f"`chunk_labels` is an {kind}, expected a plain `def`. A fetch mode acts when "
+                "a sync attribute read fetches; in `async def` that read raises "
+                "SynchronousOnlyOperation instead."
+                if kind == "async function"
+                else f"`chunk_labels` is a {kind}, expected a plain `def` function."
+            )
+        # Documents made now, in the database the learner's code reads: nothing to hard-code.
+        ids = await sync_to_async(_fresh_documents)(secrets.token_hex(3))
+        try:
+            # One document, then all of them: a count that grows with the documents is N+1.
+            counts = [await self._judge(chunk_labels, subset) for subset in (ids[:1], ids)]
+        finally:
+            await Document.objects.filter(pk__in=ids).adelete()
+        return (
+            f"The right labels for {len(ids)} fresh documents ({sum(FRESH_CHUNKS)} chunks, "
+            f"inserted out of order) in {_queries(counts[-1])}, and {counts[0]} for one of "
+            f"them (at most {PEERS_BUDGET} allowed), whatever the number of documents."
+        )
+
+    async def _judge(self, chunk_labels, doc_ids: list[int]) -> int:
+        from asgiref.sync import sync_to_async
+
+        from labkit.steps.dbside import queries_seen
+
+        want = await sync_to_async(expected_labels)(doc_ids)
+        async with queries_seen(f"chunk_labels({doc_ids})") as log:
+            got = await self._call(chunk_labels, list(doc_ids))
+        if got != want:
+            shown = json.dumps(got)[:300] if isinstance(got, list) else repr(got)[:300]
+            raise Incorrect(
+                f"`chunk_labels({doc_ids})` returned other labels than expected: one "
+                '`"<title> §<position>"` per chunk of those documents, ordered by document, '
+                "then position (the chunks were inserted in another order).",
+                evidence=f"yours:    {shown}\nexpected: {json.dumps(want)[:300]}",
+            )
+        expect_queries(log, at_most=PEERS_BUDGET)
+        return log.n_queries
+
+    @staticmethod
+    async def _call(chunk_labels, doc_ids: list[int]) -> Any:
+        from labkit.steps.subject import Raised, call
+
+        try:
+            return await call(chunk_labels, doc_ids)
+        except Raised as error:
+            if error.type_name == "FieldFetchBlocked":
+                raise Incorrect(
+                    "FieldFetchBlocked: the raise mode forbids the lazy `chunk.document` read "
+                    "it met. It is a guard for tests, not a way to load: load the documents "
+                    '(`select_related("document")`) or let the reads batch (`FETCH_PEERS`).',
+                    evidence=str(error),
+                ) from None
+            raise
+
+
+q3 = FetchLabels()

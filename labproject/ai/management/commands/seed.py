@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.core.management.color import no_style
+from django.db import connection, transaction
 
 from labproject.ai import corpus
 from labproject.ai.models import Chunk, Document
@@ -36,5 +37,10 @@ class Command(BaseCommand):
                     Chunk(document=document, position=i, text=text)
                     for i, text in enumerate(spec.chunks, start=1)
                 )
+            # Explicit ids leave PostgreSQL's id sequences behind: move them past the corpus,
+            # so rows created later (a check's fresh documents) get ids of their own.
+            with connection.cursor() as cursor:
+                for sql in connection.ops.sequence_reset_sql(no_style(), [Document, Chunk]):
+                    cursor.execute(sql)
         if verbosity:
             self.stdout.write(f"corpus seeded: {documents} documents, {expected} chunks")
