@@ -8,7 +8,8 @@ but its own loopback; uid 1000 with no capabilities; an environment built from a
 It dies with the grader, and killing it ends every process in it (the PID namespace's init
 goes, the kernel kills the rest): nothing a notebook starts can outlive its grading.
 
-    argv = bwrap_argv(layout, ["python", "-m", "labkit.grading.inside", ...], env)
+    argv = bwrap_argv(layout, ["python", "-m", "labkit.grading.inside", ...])
+    subprocess.Popen(argv, env=sandbox_env({}), preexec_fn=...)
 """
 
 from __future__ import annotations
@@ -71,8 +72,12 @@ def unusable_reason() -> str | None:
     return None
 
 
-def bwrap_argv(layout: Layout, command: list[str], env: dict[str, str]) -> list[str]:
-    """The bwrap command that runs `command` sandboxed with exactly `env`."""
+def bwrap_argv(layout: Layout, command: list[str]) -> list[str]:
+    """The bwrap command that runs `command` sandboxed.
+
+    Start it with exactly the allow-listed environment (`sandbox_env`): bwrap passes its own
+    environment on, and values given as `--setenv` would show in the host's process list.
+    """
     bwrap = shutil.which("bwrap") or "bwrap"
     args = [bwrap, *_base_args()]
     args += ["--bind", str(layout.work), INSIDE_WORK]
@@ -81,9 +86,7 @@ def bwrap_argv(layout: Layout, command: list[str], env: dict[str, str]) -> list[
         args += ["--ro-bind", str(layout.solutions), str(layout.solutions)]
     for path in extra_step_paths()[0]:
         args += ["--ro-bind", str(path), str(path)]
-    args += ["--chdir", INSIDE_WORK, "--clearenv"]
-    for key, value in sorted(env.items()):
-        args += ["--setenv", key, value]
+    args += ["--chdir", INSIDE_WORK]
     return [*args, "--", *command]
 
 

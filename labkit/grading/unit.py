@@ -192,7 +192,7 @@ async def _start_sandbox(
     if options.solutions is not None:
         env["LAB_SOLUTIONS_DIR"] = str(options.solutions)
     if options.sandbox:
-        argv = bwrap_argv(Layout(work, chan, options.solutions), command, env)
+        argv = bwrap_argv(Layout(work, chan, options.solutions), command)
     else:
         argv = command
         env = env | {"LAB_STATE_DIR": str(work / "state"), "HOME": str(work / "home")}
