@@ -102,7 +102,8 @@ def check(spec: dict[str, Any], out: Any) -> None:
         from labkit.grading.witness import Witness
 
         database = Witness(spec["witness"])
-    use_checker(Checker(channel=channel, mock=_GradersMock(spec["mock"]), database=database))
+    judge = Checker(channel=channel, mock=_GradersMock(spec["mock"]), database=database)
+    use_checker(judge)
     deadline = time.monotonic() + float(spec.get("budget_s", 3600))
     for episode in spec["episodes"]:
         label = episode["label"]
@@ -111,7 +112,9 @@ def check(spec: dict[str, Any], out: Any) -> None:
             return
         outcomes = []
         for exercise_id in episode["exercises"]:
-            outcome = find(exercise_id).outcome(RemoteNamespace(channel), log=False)
+            exercise = find(exercise_id)
+            judge.kernel_loop = exercise.kernel_loop
+            outcome = exercise.outcome(RemoteNamespace(channel), log=False)
             outcomes.append(outcome.to_json())
         _emit(out, {"label": label, "outcomes": outcomes})
         with contextlib.suppress(Exception):

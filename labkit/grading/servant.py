@@ -100,6 +100,7 @@ class Servant:
         self.path = path
         self.episode = episode
         self._served = 0
+        self._check_loop: asyncio.AbstractEventLoop | None = None
         self.application = application
         self.done = asyncio.Event()
         self._log_context = django_log()
@@ -147,22 +148,40 @@ class Servant:
 
     async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         fn = self.namespace[str(request["name"])]
-        try:
-            value = await invoke(fn, list(request.get("args", [])), dict(request.get("kwargs", {})))
-        except Exception as exc:  # noqa: BLE001 - the learner's exception, reported
-            return {"ok": False, "error": error_of(exc)}
-        return {"ok": True, "value": jsonable(value)}
+        args, kwargs = list(request.get("args", [])), dict(request.get("kwargs", {}))
+        return await self._run(invoke(fn, args, kwargs), request)
 
     async def _experiment(self, request: dict[str, Any]) -> dict[str, Any]:
         from labkit.steps.subject import find_experiment
 
         run = find_experiment(str(request["name"]))
         target = self.namespace[str(request["target"])]
+        return await self._run(run(target, **dict(request.get("params", {}))), request)
+
+    async def _run(self, work: Any, request: dict[str, Any]) -> dict[str, Any]:
+        """Await `work` where a kernel check would: on the kernel's loop for `kernel_loop`
+        exercises, else on one loop of the check's own, made after the LLM settings changed
+        (as `q.check()` runs `evaluate` on a fresh loop), so per-loop clients are made anew."""
         try:
-            value = await run(target, **dict(request.get("params", {})))
-        except Exception as exc:  # noqa: BLE001
+            if request.get("kernel_loop"):
+                value = await work
+            else:
+                value = await asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(work, self.check_loop())
+                )
+        except Exception as exc:  # noqa: BLE001 - the learner's exception, reported
             return {"ok": False, "error": error_of(exc)}
         return {"ok": True, "value": jsonable(value)}
+
+    def check_loop(self) -> asyncio.AbstractEventLoop:
+        if self._check_loop is None:
+            import threading
+
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, daemon=True, name="labkit-check")
+            thread.start()
+            self._check_loop = loop
+        return self._check_loop
 
     async def _serve(self, request: dict[str, Any]) -> dict[str, Any]:
         """Put a view behind a route on a fresh server, with its own event loop and socket.
@@ -193,7 +212,7 @@ class Servant:
         stack.callback(server.stop)
         self._overrides[route] = stack
         await asyncio.to_thread(server.start)
-        return {"ok": True, "socket": name}
+        return {"ok": True, "value": {"socket": name}}
 
     async def _unserve(self, request: dict[str, Any]) -> dict[str, Any]:
         stack = self._overrides.pop(str(request["route"]), None)
@@ -212,6 +231,8 @@ class Servant:
     def close(self) -> None:
         for stack in self._overrides.values():
             stack.close()
+        if self._check_loop is not None:
+            self._check_loop.call_soon_threadsafe(self._check_loop.stop)
         self._log_context.__exit__(None, None, None)
 
 

@@ -45,6 +45,7 @@ class Checker:
     channel: Channel
     mock: Any  # a MockLLM owned by the grader (admin token and reply salt unknown to learners)
     database: Any = None  # a Witness of the grader's PostgreSQL, when grading has one
+    kernel_loop: bool = False  # the exercise being judged awaits on the kernel's loop
 
 
 _checker: Checker | None = None
@@ -100,9 +101,8 @@ async def call(fn: Any, *args: Any, timeout_s: float = 120.0, **kwargs: Any) -> 
     from labkit.grading.servant import error_of, invoke, jsonable
 
     if isinstance(fn, Remote):
-        answer = await fn.channel.apost(
-            "call", {"name": fn.name, "args": list(args), "kwargs": kwargs}, timeout_s
-        )
+        request = {"name": fn.name, "args": list(args), "kwargs": kwargs}
+        answer = await fn.channel.apost("call", request | _where(), timeout_s)
         return _unwrap(answer)
     try:
         value = await invoke(fn, list(args), kwargs)
@@ -141,9 +141,8 @@ async def run_experiment(name: str, target: Any, *, timeout_s: float = 120.0, **
     from labkit.grading.servant import error_of, jsonable
 
     if isinstance(target, Remote):
-        answer = await target.channel.apost(
-            "experiment", {"name": name, "target": target.name, "params": params}, timeout_s
-        )
+        request = {"name": name, "target": target.name, "params": params}
+        answer = await target.channel.apost("experiment", request | _where(), timeout_s)
         return _unwrap(answer)
     try:
         value = await find_experiment(name)(target, **params)
@@ -151,6 +150,10 @@ async def run_experiment(name: str, target: Any, *, timeout_s: float = 120.0, **
         error = error_of(exc)
         raise Raised(error["type"], error["message"]) from exc
     return jsonable(value)
+
+
+def _where() -> dict[str, bool]:
+    return {"kernel_loop": bool(_checker is not None and _checker.kernel_loop)}
 
 
 def _unwrap(answer: Any) -> Any:
