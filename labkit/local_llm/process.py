@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -81,6 +84,17 @@ class LocalLLM(_ServerProcess):
             "--threads", str(self.threads),
         ]  # fmt: skip
 
+    def _wait_healthy(self) -> None:
+        """Wait for HTTP, then for the model: llama.cpp answers 503 while it loads it."""
+        super()._wait_healthy()
+        deadline = time.monotonic() + self.startup_timeout
+        while not _healthy(self.url):
+            if not self.running:
+                self._fail("exited while loading the model.", self.logs(tail=30))
+            if time.monotonic() > deadline:
+                self._fail(f"did not load the model within {self.startup_timeout:g} s.", "")
+            time.sleep(0.1)
+
     def worker_pids(self) -> list[int]:
         return [self.pid] if self.running and self.pid is not None else []
 
@@ -104,3 +118,13 @@ class LocalLLM(_ServerProcess):
             return psutil.Process(self.pid).memory_info().rss
         except psutil.NoSuchProcess:
             return 0
+
+
+def _healthy(url: str) -> bool:
+    """Whether llama.cpp's server says it is ready (200 on /health, 503 while loading)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.HTTPError):
+        return False
