@@ -109,8 +109,18 @@ def test_a_request_without_a_budget_is_capped_by_the_server(local_llm):
 def test_notebook_00_runs_top_to_bottom_against_the_real_model(local_llm, tmp_path):
     master = nbformat.read(ROOT / "solutions" / "00_welcome.ipynb", as_version=4)
     cells = [cell.source for cell in master.cells if cell.cell_type == "code"]
+    # Then a cell that needs the mock's counters: on_mock() sends its calls there, and back.
+    cells.append(
+        "from labkit.boot import on_mock\n"
+        "with on_mock() as mock:\n"
+        "    mock.reset()\n"
+        "    await ask('routed to the mock')\n"
+        "    print('mock requests:', mock.stats()['requests_total'])\n"
+        "print('after the block:', settings.LLM_BASE_URL)"
+    )
     env = {**local_llm.exports(), "LAB_LLM_TIMEOUT_S": "120", "LAB_LLM_MAX_TOKENS": "24"}
     nb = run_cells(cells, tmp_path=tmp_path, timeout=300, env=env)
+    assert text_of(nb.cells[-1]) == f"mock requests: 1\nafter the block: {local_llm.base_url}\n"
     boot_status = text_of(nb.cells[0])
     assert f"calls go to your endpoint at {local_llm.base_url}" in boot_status
     assert "use the kit's mock at http://127.0.0.1:" in boot_status
