@@ -248,10 +248,28 @@ def probe_llm(openai, base_url: str, key: str, model: str, what: str) -> list[Fi
         f"{what} at {base_url} answers; {len(models)} models"
         + ("" if listed else f"; LAB_LLM_MODEL={model} is not one it lists ({shown})"),
     )
-    return [found, _reply(openai, base_url, key, model)]
+    reply, tokens_per_s = _reply(openai, base_url, key, model)
+    return [found, reply, *([_budget(tokens_per_s)] if tokens_per_s else [])]
 
 
-def _reply(openai, base_url: str, key: str, model: str) -> Finding:
+def _budget(tokens_per_s: float) -> Finding:
+    """Whether a reply of the full budget fits in the SDK's timeout at the measured speed."""
+    # Read as labproject/settings.py reads them (importing it would write the secret key).
+    budget = int(os.environ.get("LAB_LLM_MAX_TOKENS") or 128)
+    timeout_s = float(os.environ.get("LAB_LLM_TIMEOUT_S") or 30)
+    needed_s = budget / tokens_per_s
+    detail = (
+        f"a full {budget}-token reply takes about {needed_s:.0f} s at that speed; "
+        f"LAB_LLM_TIMEOUT_S is {timeout_s:g} s"
+    )
+    if needed_s * 1.5 <= timeout_s:
+        return Finding("LLM budget", True, detail, required=False)
+    advice = f"; raise it to {needed_s * 2:.0f} s or lower LAB_LLM_MAX_TOKENS"
+    return Finding("LLM budget", False, detail + advice, required=False)
+
+
+def _reply(openai, base_url: str, key: str, model: str) -> tuple[Finding, float]:
+    """The reply's finding, and the tokens per second measured (0 when unknown)."""
     started = time.perf_counter()
     try:
         with openai.OpenAI(
@@ -263,16 +281,17 @@ def _reply(openai, base_url: str, key: str, model: str) -> Finding:
                 max_tokens=PROBE_MAX_TOKENS,
             )
     except openai.APIError as exc:
-        return Finding("LLM reply", False, f"a chat completion failed: {type(exc).__name__}")
+        failed = f"a chat completion failed: {type(exc).__name__}"
+        return Finding("LLM reply", False, failed), 0.0
     latency_s = time.perf_counter() - started
     text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
     tokens = completion.usage.completion_tokens if completion.usage else 0
-    speed = f"{tokens} tokens in {latency_s:.2f} s ({tokens / latency_s:.1f} tokens/s)"
+    tokens_per_s = tokens / latency_s
+    speed = f"{tokens} tokens in {latency_s:.2f} s ({tokens_per_s:.1f} tokens/s)"
     if not text:
-        return Finding(
-            "LLM reply",
-            False,
+        empty = (
             f"the reply is empty ({speed}): the server answers without the model's chat "
-            "template, or the model says nothing; the notebooks need replies",
+            "template, or the model says nothing; the notebooks need replies"
         )
-    return Finding("LLM reply", True, f"{speed}: {text[:60]!r}")
+        return Finding("LLM reply", False, empty), 0.0
+    return Finding("LLM reply", True, f"{speed}: {text[:60]!r}"), tokens_per_s

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from labkit.doctor import probe_llm
+from labkit.doctor import _budget, probe_llm
 from labkit.servers.kernel import ASGIServer
 
 MODEL = "fake-model"
@@ -65,7 +65,8 @@ def empty_server():
 
 def test_doctor_fails_an_endpoint_whose_replies_are_empty(empty_server):
     base_url = f"{empty_server.url}/v1"
-    listed, reply = probe_llm(openai, base_url, "sk-test", MODEL, "your endpoint")
+    findings = probe_llm(openai, base_url, "sk-test", MODEL, "your endpoint")
+    listed, reply = findings  # no speed to judge the budget by
     assert listed.ok and "1 models" in listed.detail
     assert not reply.ok and "the reply is empty" in reply.detail
 
@@ -81,11 +82,27 @@ def test_doctor_fails_an_endpoint_whose_replies_are_empty(empty_server):
     assert "LLM reply: the reply is empty" in result.stderr
 
 
-def test_doctor_passes_a_reply_and_reports_its_speed():
+def test_doctor_passes_a_reply_and_reports_its_speed(monkeypatch):
+    monkeypatch.setenv("LAB_LLM_MAX_TOKENS", "64")
+    monkeypatch.setenv("LAB_LLM_TIMEOUT_S", "30")
     with ASGIServer(fake_llm("Async views free the worker while they wait.")) as server:
-        listed, reply = probe_llm(openai, f"{server.url}/v1", "sk-test", MODEL, "your endpoint")
-    assert listed.ok and reply.ok
+        listed, reply, budget = probe_llm(
+            openai, f"{server.url}/v1", "sk-test", MODEL, "your endpoint"
+        )
+    assert listed.ok and reply.ok and budget.ok
     assert "8 tokens in" in reply.detail and "tokens/s" in reply.detail
+    assert "a full 64-token reply takes about 0 s" in budget.detail
+
+
+def test_doctor_advises_a_longer_timeout_for_a_slow_model(monkeypatch):
+    monkeypatch.setenv("LAB_LLM_MAX_TOKENS", "128")
+    monkeypatch.setenv("LAB_LLM_TIMEOUT_S", "30")
+    budget = _budget(tokens_per_s=2.0)
+    assert not budget.ok and not budget.required
+    assert budget.detail.endswith(
+        "about 64 s at that speed; LAB_LLM_TIMEOUT_S is 30 s; "
+        "raise it to 128 s or lower LAB_LLM_MAX_TOKENS"
+    )
 
 
 def test_doctor_fails_a_model_the_server_does_not_list(empty_server):
