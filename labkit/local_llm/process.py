@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from labkit.local_llm.model import DEFAULT_ALIAS, find_model, require_engine
+from labkit.local_llm.engine import DEFAULT_ALIAS, find_model, require_engine
 from labkit.servers.process import _ServerProcess
 
 # The child must import this very labkit, even from a clone that is not installed.
