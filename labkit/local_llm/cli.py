@@ -44,11 +44,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.install:
         return _install()
+    from labkit.servers.kernel import PortInUseError
+    from labkit.servers.process import ServerProcessError
+
     try:
         return _serve(args)
     except LocalLLMMissing as exc:
         print(f"labkit local-llm: {exc}", file=sys.stderr)
         return 3
+    except PortInUseError as exc:
+        print(f"labkit local-llm: {exc}", file=sys.stderr)
+        return 1
+    except ServerProcessError as exc:
+        print(f"labkit local-llm: the server did not start: {exc}", file=sys.stderr)
+        return 1
 
 
 def _install() -> int:
