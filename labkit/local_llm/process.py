@@ -54,8 +54,8 @@ class LocalLLM(_ServerProcess):
         threads: int | None = None,
         startup_timeout: float = 120.0,
     ) -> None:
-        require_engine()
         self.model_path = find_model(os.fspath(model) if model else None)
+        require_engine()
         pythonpath = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
         super().__init__(
             str(self.model_path),
