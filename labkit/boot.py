@@ -6,12 +6,15 @@ import atexit
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 SETTINGS_MODULE = "labproject.settings"
 _mock: Any = None  # the mock LLM this process started, reused when boot() runs again
+_endpoint: str | None = None  # the user's own LLM endpoint (LAB_LLM_BASE_URL), if any
 
 
 @dataclass
@@ -27,14 +30,23 @@ class Lab:
     state_dir: str
     boot_s: float
     first_boot: bool
+    mock_base_url: str = ""  # the mock started beside the user's endpoint, if any
 
     def rows(self) -> list[tuple[str, str]]:
-        llm = "mock LLM (the kit's)" if self.llm_is_mock else "your endpoint"
+        if self.llm_is_mock:
+            llm = f"mock LLM (the kit's) at {self.llm_base_url}, model {self.llm_model}"
+        else:
+            llm = f"calls go to your endpoint at {self.llm_base_url}, model {self.llm_model}"
+            if self.mock_base_url:
+                llm += (
+                    f"; cells that need the mock's controls use the kit's mock at "
+                    f"{self.mock_base_url} (mock_llm())"
+                )
         return [
             ("Django", self.django_version),
             ("database", self.database),
             ("cache", self.cache),
-            ("LLM", f"{llm} at {self.llm_base_url}, model {self.llm_model}"),
+            ("LLM", llm),
             ("state dir", self.state_dir),
             ("boot", f"{self.boot_s:.2f} s ({'first' if self.first_boot else 'repeat'})"),
         ]
@@ -98,6 +110,7 @@ def boot(*, llm_preset: str | None = None, quiet: bool = False) -> Lab:
         state_dir=str(state_dir()),
         boot_s=time.perf_counter() - started,
         first_boot=first,
+        mock_base_url="" if llm_is_mock or _mock is None else _mock.base_url,
     )
     if not quiet:
         print(lab)
@@ -123,25 +136,90 @@ def in_worker_thread(fn, *args, **kwargs):
 
 
 def mock_llm():
-    """Return the mock LLM that boot() started in this process, or None."""
+    """Return the mock LLM that boot() started in this process, or None.
+
+    With LAB_LLM_BASE_URL set to a real endpoint, boot() still starts the mock beside it, so
+    the cells that configure the mock or read its counters keep working (see `on_mock`).
+    """
     return _mock
 
 
-def _ensure_llm(preset: str | None) -> bool:
-    """Point LAB_LLM_BASE_URL at a live LLM; start the mock unless the user chose an endpoint."""
-    global _mock
-    if os.environ.get("LAB_LLM_BASE_URL") and _mock is None:
-        return False  # the user's own endpoint (or a mock started outside this kernel)
-    if _mock is not None and _mock.running and preset in (None, _mock.preset):
-        return True
-    if _mock is not None:
-        _mock.stop()
-    from labkit.mock_llm import MockLLM
+@contextmanager
+def on_mock() -> Iterator[Any]:
+    """Send the block's LLM calls to boot()'s mock, even when a real endpoint is configured.
 
-    _mock = MockLLM(preset=preset or "fast").start()
-    atexit.register(_mock.stop)
+    For cells that set the mock's latency, faults or limits and measure what follows: a real
+    endpoint has no such controls. Django's settings and the environment (read by servers the
+    block starts) point at the mock, then back.
+
+        with on_mock() as mock:
+            mock.configure(latency_s=0.5)
+            ...
+    """
+    from django.conf import settings
+
+    if _mock is None or not _mock.running:
+        raise RuntimeError("no mock LLM is running in this kernel: run `lab = boot()` first")
+    saved = {name: getattr(settings, name) for name in _MOCK_SETTINGS}
+    saved_env = {name: os.environ.get(name) for name in _MOCK_SETTINGS.values()}
+    values = {"LLM_BASE_URL": _mock.base_url, "LLM_MODEL": "mock-gpt", "LLM_API_KEY": "sk-lab-mock"}
+    for name, value in values.items():
+        setattr(settings, name, value)
+        os.environ[_MOCK_SETTINGS[name]] = value
+    try:
+        yield _mock
+    finally:
+        for name, value in saved.items():
+            setattr(settings, name, value)
+        for name, env_value in saved_env.items():
+            if env_value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = env_value
+
+
+_MOCK_SETTINGS = {
+    "LLM_BASE_URL": "LAB_LLM_BASE_URL",
+    "LLM_MODEL": "LAB_LLM_MODEL",
+    "LLM_API_KEY": "LAB_LLM_API_KEY",
+}
+
+
+def _ensure_llm(preset: str | None) -> bool:
+    """Point LAB_LLM_BASE_URL at a live LLM; start the mock, beside the user's endpoint if any.
+
+    Returns whether the course's calls go to the mock.
+    """
+    global _mock, _endpoint
+    configured = os.environ.get("LAB_LLM_BASE_URL")
+    if configured and (_mock is None or configured != _mock.base_url):
+        if _is_kit_mock(configured):
+            return True  # a mock started outside this kernel (the grader's, a test's)
+        _endpoint = configured
+    if _mock is None or not _mock.running or preset not in (None, _mock.preset):
+        if _mock is not None:
+            _mock.stop()
+        from labkit.mock_llm import MockLLM
+
+        _mock = MockLLM(preset=preset or "fast").start()
+        atexit.register(_mock.stop)
+    if _endpoint is not None:
+        return False
     os.environ["LAB_LLM_BASE_URL"] = _mock.base_url
     return True
+
+
+def _is_kit_mock(base_url: str) -> bool:
+    """Whether `base_url` is one of the kit's mocks (its health path answers)."""
+    import urllib.request
+
+    health = base_url.rstrip("/").removesuffix("/v1") + "/_mock/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(health, timeout=2) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
 
 
 def _migrate_and_seed() -> bool:

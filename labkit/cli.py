@@ -12,6 +12,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("labkit.doctor", "Check that this machine can run the lab; exit non-zero if not."),
     "mock-llm": ("labkit.mock_llm.cli", "Run the OpenAI-compatible mock LLM server."),
+    "local-llm": (
+        "labkit.local_llm.cli",
+        "Serve a real small model (the local-llm extra) on 127.0.0.1 until Ctrl-C.",
+    ),
     "bench": ("labkit.bench", "Measure the course's core scenarios and write JSON."),
     "notebooks": (
         "labkit.commands.notebooks",

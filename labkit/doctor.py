@@ -1,7 +1,9 @@
 """`labkit doctor`: a preflight for learners and instructors.
 
 Each check says what it found; the command exits 0 when the lab can run and 1 with the
-reasons when it cannot. Optional parts (Redis, PostgreSQL) are reported, never required.
+reasons when it cannot. Optional parts (Redis, PostgreSQL) are reported, never required. The
+LLM check makes one real chat completion: a server that lists models but answers empty replies,
+or does not list LAB_LLM_MODEL, fails it; the latency and tokens per second are reported.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,7 +78,7 @@ def diagnose(*, check_llm: bool = True) -> list[Finding]:
     findings = [_python(), *_packages(), _state_dir(), _loopback(), _cpus(), _memory()]
     findings += [_binary("Redis", ["redis-server"]), _postgres()]
     if check_llm:
-        findings.append(_llm())
+        findings += _llm()
     return findings
 
 
@@ -204,27 +207,91 @@ def _postgres() -> Finding:
     )
 
 
-def _llm() -> Finding:
+def _llm() -> list[Finding]:
     import openai
 
     base_url = os.environ.get("LAB_LLM_BASE_URL")
+    model = os.environ.get("LAB_LLM_MODEL") or "mock-gpt"
     if base_url:
         key = os.environ.get("LAB_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or "sk-lab-mock"
-        return _probe_llm(openai, base_url, key, "your endpoint")
+        return probe_llm(openai, base_url, key, model, "your endpoint")
     from labkit.mock_llm import MockLLM
 
     try:
         with MockLLM(preset="instant") as llm:
-            return _probe_llm(openai, llm.base_url, "sk-lab-mock", "the kit's mock")
+            return probe_llm(openai, llm.base_url, "sk-lab-mock", model, "the kit's mock")
     except Exception as exc:
-        return Finding("LLM", False, f"the mock LLM did not start: {exc}")
+        return [Finding("LLM", False, f"the mock LLM did not start: {exc}")]
 
 
-def _probe_llm(openai, base_url: str, key: str, what: str) -> Finding:
+# One short real call: enough to see empty replies, latency and speed, cheap on a paid API.
+PROBE_PROMPT = "In one short sentence: what does an async view let Django do?"
+PROBE_MAX_TOKENS = 24
+PROBE_TIMEOUT_S = 60.0  # a small model on a busy CPU takes seconds; a queued one, longer
+
+
+def probe_llm(openai, base_url: str, key: str, model: str, what: str) -> list[Finding]:
+    """List the models, then make one chat completion: is the model listed, is the reply
+    empty, how long did it take and how fast did tokens come?"""
     try:
         with openai.OpenAI(base_url=base_url, api_key=key, timeout=5, max_retries=0) as client:
-            models = [model.id for model in client.models.list()]
+            models = [entry.id for entry in client.models.list()]
     except openai.APIError as exc:
         # The message carries no key: the SDK never puts it in error text.
-        return Finding("LLM", False, f"{what} at {base_url} did not answer: {type(exc).__name__}")
-    return Finding("LLM", True, f"{what} at {base_url} answers; {len(models)} models")
+        detail = f"{what} at {base_url} did not answer: {type(exc).__name__}"
+        return [Finding("LLM", False, detail)]
+    listed = model in models
+    shown = ", ".join(models[:5]) + (", ..." if len(models) > 5 else "")
+    found = Finding(
+        "LLM",
+        listed,
+        f"{what} at {base_url} answers; {len(models)} models"
+        + ("" if listed else f"; LAB_LLM_MODEL={model} is not one it lists ({shown})"),
+    )
+    reply, tokens_per_s = _reply(openai, base_url, key, model)
+    return [found, reply, *([_budget(tokens_per_s)] if tokens_per_s else [])]
+
+
+def _budget(tokens_per_s: float) -> Finding:
+    """Whether a reply of the full budget fits in the SDK's timeout at the measured speed."""
+    # Read as labproject/settings.py reads them (importing it would write the secret key).
+    budget = int(os.environ.get("LAB_LLM_MAX_TOKENS") or 128)
+    timeout_s = float(os.environ.get("LAB_LLM_TIMEOUT_S") or 30)
+    needed_s = budget / tokens_per_s
+    detail = (
+        f"a full {budget}-token reply takes about {needed_s:.0f} s at that speed; "
+        f"LAB_LLM_TIMEOUT_S is {timeout_s:g} s"
+    )
+    if needed_s * 1.5 <= timeout_s:
+        return Finding("LLM budget", True, detail, required=False)
+    advice = f"; raise it to {needed_s * 2:.0f} s or lower LAB_LLM_MAX_TOKENS"
+    return Finding("LLM budget", False, detail + advice, required=False)
+
+
+def _reply(openai, base_url: str, key: str, model: str) -> tuple[Finding, float]:
+    """The reply's finding, and the tokens per second measured (0 when unknown)."""
+    started = time.perf_counter()
+    try:
+        with openai.OpenAI(
+            base_url=base_url, api_key=key, timeout=PROBE_TIMEOUT_S, max_retries=0
+        ) as client:
+            completion = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": PROBE_PROMPT}],
+                max_tokens=PROBE_MAX_TOKENS,
+            )
+    except openai.APIError as exc:
+        failed = f"a chat completion failed: {type(exc).__name__}"
+        return Finding("LLM reply", False, failed), 0.0
+    latency_s = time.perf_counter() - started
+    text = (completion.choices[0].message.content or "").strip() if completion.choices else ""
+    tokens = completion.usage.completion_tokens if completion.usage else 0
+    tokens_per_s = tokens / latency_s
+    speed = f"{tokens} tokens in {latency_s:.2f} s ({tokens_per_s:.1f} tokens/s)"
+    if not text:
+        empty = (
+            f"the reply is empty ({speed}): the server answers without the model's chat "
+            "template, or the model says nothing; the notebooks need replies"
+        )
+        return Finding("LLM reply", False, empty), 0.0
+    return Finding("LLM reply", True, f"{speed}: {text[:60]!r}"), tokens_per_s

@@ -28,10 +28,12 @@ from labproject.ai.api import ApiError, read_prompt, require_method
 from labproject.ai.llm import (
     CallRecord,
     LLMFailure,
+    chat_options,
     client_options,
     failure_from,
     messages_for,
     raise_if_failed,
+    responses_options,
 )
 from labproject.ai.models import AICall, Document
 from labproject.ai.views import SUMMARY_INSTRUCTION
@@ -89,7 +91,7 @@ def sync_chat(request: HttpRequest) -> JsonResponse:
     record = CallRecord(endpoint="chat", prompt=prompt)
     try:
         completion = sync_client().chat.completions.create(
-            model=settings.LLM_MODEL, messages=messages_for(prompt)
+            **chat_options(), messages=messages_for(prompt)
         )
     except Exception as exc:  # every LLM fault becomes a logged failure and a mapped status
         failure = failure_from(exc)
@@ -163,11 +165,11 @@ async def complete(
     try:
         if api == "responses":
             completion = raise_if_failed(
-                await client.responses.create(model=settings.LLM_MODEL, input=messages, **params)
+                await client.responses.create(input=messages, **{**responses_options(), **params})
             )
         else:
             completion = await client.chat.completions.create(
-                model=settings.LLM_MODEL, messages=messages, **params
+                messages=messages, **{**chat_options(), **params}
             )
     except Exception as exc:  # every LLM fault becomes a logged failure and a mapped status
         failure = failure_from(exc)

@@ -9,6 +9,8 @@
 | LAB_LLM_API_KEY     | OPENAI_API_KEY, else a placeholder       |
 | LAB_LLM_MODEL       | `mock-gpt`                               |
 | LAB_LLM_TIMEOUT_S   | 30                                       |
+| LAB_LLM_MAX_RETRIES | 2                                        |
+| LAB_LLM_MAX_TOKENS  | 128 (the reply budget of every LLM call) |
 | LAB_ALLOWED_HOSTS   | none beyond loopback (comma-separated)   |
 | LAB_DEBUG           | off                                      |
 """
@@ -105,6 +107,11 @@ LLM_API_KEY = os.environ.get("LAB_LLM_API_KEY") or os.environ.get("OPENAI_API_KE
 LLM_MODEL = os.environ.get("LAB_LLM_MODEL", "mock-gpt")
 LLM_TIMEOUT_S = float(os.environ.get("LAB_LLM_TIMEOUT_S", "30"))
 LLM_MAX_RETRIES = int(os.environ.get("LAB_LLM_MAX_RETRIES", "2"))
+# Every LLM call the project and the kit make sends this reply budget (`max_tokens`, or the
+# Responses API's `max_output_tokens`). Unbounded, a small local model writes until its context
+# is full (2,000 tokens, minutes on a CPU) and the next call times out behind it. The mock's
+# replies (20-60 tokens) stay under it.
+LLM_MAX_TOKENS = int(os.environ.get("LAB_LLM_MAX_TOKENS", "128"))
 # Longest prompt the API views accept, in characters; longer ones get 413.
 MAX_PROMPT_CHARS = int(os.environ.get("LAB_MAX_PROMPT_CHARS", "8000"))
 

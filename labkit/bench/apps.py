@@ -32,11 +32,10 @@ def reference_application() -> Any:
 @csrf_exempt
 async def chat_without_log(request: Any) -> Any:
     """The recommended async chat view, without saving the call's log row."""
-    from django.conf import settings
 
     from labkit.reference import async_client
     from labproject.ai.api import ApiError, read_prompt
-    from labproject.ai.llm import CallRecord, failure_from, messages_for
+    from labproject.ai.llm import CallRecord, chat_options, failure_from, messages_for
 
     try:
         prompt = read_prompt(request)
@@ -45,7 +44,7 @@ async def chat_without_log(request: Any) -> Any:
     record = CallRecord(endpoint="chat", prompt=prompt)
     try:
         completion = await async_client().chat.completions.create(
-            model=settings.LLM_MODEL, messages=messages_for(prompt)
+            **chat_options(), messages=messages_for(prompt)
         )
     except Exception as exc:  # same mapping as the course's view, so errors look alike
         return failure_from(exc).response()
@@ -54,14 +53,13 @@ async def chat_without_log(request: Any) -> Any:
 
 def starlette_application() -> Any:
     """A minimal Starlette app answering POST /api/chat/ like the project's chat view."""
-    from django.conf import settings
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     from labkit.reference import async_client
-    from labproject.ai.llm import messages_for
+    from labproject.ai.llm import chat_options, messages_for
 
     async def chat(request: Request) -> JSONResponse:
         try:
@@ -70,7 +68,7 @@ def starlette_application() -> Any:
             return JSONResponse({"error": 'send {"prompt": ...}'}, status_code=400)
         try:
             completion = await async_client().chat.completions.create(
-                model=settings.LLM_MODEL, messages=messages_for(prompt)
+                **chat_options(), messages=messages_for(prompt)
             )
         except Exception as exc:  # an LLM fault is the upstream's, as in the Django view
             return JSONResponse({"error": type(exc).__name__}, status_code=502)

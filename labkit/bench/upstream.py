@@ -31,11 +31,9 @@ def _pooled_client() -> Any:
 
 
 def _ask(client: Any, prompt: str) -> Awaitable[Any]:
-    from django.conf import settings
+    from labproject.ai.llm import chat_options, messages_for
 
-    from labproject.ai.llm import messages_for
-
-    return client.chat.completions.create(model=settings.LLM_MODEL, messages=messages_for(prompt))
+    return client.chat.completions.create(**chat_options(), messages=messages_for(prompt))
 
 
 def llm_connections(plan: Plan, mock: Any) -> dict[str, Any]:

@@ -28,6 +28,16 @@ def client_options() -> dict[str, Any]:
     }
 
 
+def chat_options() -> dict[str, Any]:
+    """The model and reply budget every `chat.completions.create` call sends."""
+    return {"model": settings.LLM_MODEL, "max_tokens": settings.LLM_MAX_TOKENS}
+
+
+def responses_options() -> dict[str, Any]:
+    """The model and reply budget every `responses.create` call sends."""
+    return {"model": settings.LLM_MODEL, "max_output_tokens": settings.LLM_MAX_TOKENS}
+
+
 def messages_for(prompt: str, system: str | None = None) -> list[dict[str, str]]:
     """The chat messages for one user prompt, with an optional system prompt."""
     messages = [{"role": "system", "content": system}] if system else []

@@ -8,12 +8,17 @@
 from __future__ import annotations
 
 import openai
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from labproject.ai.api import ApiError, read_prompt, require_method
-from labproject.ai.llm import CallRecord, client_options, failure_from, messages_for
+from labproject.ai.llm import (
+    CallRecord,
+    chat_options,
+    client_options,
+    failure_from,
+    messages_for,
+)
 from labproject.ai.models import AICall, Chunk, Document
 
 SUMMARY_INSTRUCTION = "Summarise this document in three sentences. Cite sections as [§n]."
@@ -60,7 +65,7 @@ def _complete(record: CallRecord, messages: list[dict[str, str]], **extra) -> Js
     # A new client per request: no connection is ever reused (step 03 measures the cost).
     with openai.OpenAI(**client_options()) as client:
         try:
-            completion = client.chat.completions.create(model=settings.LLM_MODEL, messages=messages)
+            completion = client.chat.completions.create(**chat_options(), messages=messages)
         except Exception as exc:  # every LLM fault becomes a logged failure and a mapped status
             failure = failure_from(exc)
             AICall.objects.create(**record.failed(failure).fields())

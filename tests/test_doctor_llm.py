@@ -1,0 +1,111 @@
+"""`labkit doctor`'s LLM check makes one real chat completion, against a tiny fake server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from labkit.doctor import _budget, probe_llm
+from labkit.servers.kernel import ASGIServer
+
+MODEL = "fake-model"
+
+
+def fake_llm(reply: str) -> Starlette:
+    """An OpenAI-compatible server of one model that always answers `reply`."""
+
+    async def models(request: Request) -> JSONResponse:
+        entry = {"id": MODEL, "object": "model", "created": 0, "owned_by": "test"}
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    async def chat(request: Request) -> JSONResponse:
+        tokens = len(reply.split())
+        return JSONResponse(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": 0,
+                "model": MODEL,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": reply},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 9,
+                    "completion_tokens": tokens,
+                    "total_tokens": 9 + tokens,
+                },
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/models", models),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+        ]
+    )
+
+
+@pytest.fixture
+def empty_server():
+    with ASGIServer(fake_llm("")) as server:
+        yield server
+
+
+def test_doctor_fails_an_endpoint_whose_replies_are_empty(empty_server):
+    base_url = f"{empty_server.url}/v1"
+    findings = probe_llm(openai, base_url, "sk-test", MODEL, "your endpoint")
+    listed, reply = findings  # no speed to judge the budget by
+    assert listed.ok and "1 models" in listed.detail
+    assert not reply.ok and "the reply is empty" in reply.detail
+
+    env = {**os.environ, "LAB_LLM_BASE_URL": base_url, "LAB_LLM_MODEL": MODEL}
+    result = subprocess.run(
+        [sys.executable, "-m", "labkit", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "LLM reply: the reply is empty" in result.stderr
+
+
+def test_doctor_passes_a_reply_and_reports_its_speed(monkeypatch):
+    monkeypatch.setenv("LAB_LLM_MAX_TOKENS", "64")
+    monkeypatch.setenv("LAB_LLM_TIMEOUT_S", "30")
+    with ASGIServer(fake_llm("Async views free the worker while they wait.")) as server:
+        listed, reply, budget = probe_llm(
+            openai, f"{server.url}/v1", "sk-test", MODEL, "your endpoint"
+        )
+    assert listed.ok and reply.ok and budget.ok
+    assert "8 tokens in" in reply.detail and "tokens/s" in reply.detail
+    assert "a full 64-token reply takes about 0 s" in budget.detail
+
+
+def test_doctor_advises_a_longer_timeout_for_a_slow_model(monkeypatch):
+    monkeypatch.setenv("LAB_LLM_MAX_TOKENS", "128")
+    monkeypatch.setenv("LAB_LLM_TIMEOUT_S", "30")
+    budget = _budget(tokens_per_s=2.0)
+    assert not budget.ok and not budget.required
+    assert budget.detail.endswith(
+        "about 64 s at that speed; LAB_LLM_TIMEOUT_S is 30 s; "
+        "raise it to 128 s or lower LAB_LLM_MAX_TOKENS"
+    )
+
+
+def test_doctor_fails_a_model_the_server_does_not_list(empty_server):
+    listed, _ = probe_llm(openai, f"{empty_server.url}/v1", "sk-test", "gpt-4o", "your endpoint")
+    assert not listed.ok
+    assert f"LAB_LLM_MODEL=gpt-4o is not one it lists ({MODEL})" in listed.detail
