@@ -54,3 +54,17 @@ def mock_llm(django_db):
         settings.LLM_BASE_URL = llm.base_url
         yield llm
         settings.LLM_BASE_URL = previous
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the course's long runs now if selected: they overlap with the other tests."""
+    if any("course_runs" in getattr(item, "fixturenames", ()) for item in session.items):
+        from tests.course_runs import RUNS
+
+        RUNS.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.course_runs import RUNS
+
+    RUNS.stop()

@@ -17,55 +17,26 @@ ROOT = Path(__file__).resolve().parent.parent
 MASTERS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 
-# The three course runs (verify, grade the masters, grade the learner copies) each execute every
-# notebook; they mostly wait on the mock's latency, so they run side by side: one after another
-# they took 19 of CI's minutes, together about 10.
-COURSE_TIMEOUT_S = 1500
+# The three course runs (verify, grade the masters, grade the learner copies) execute every
+# notebook in sandboxes; they mostly wait on the mock's latency, so they start with the test
+# session (tests/course_runs.py, from conftest) and run beside the rest of the suite.
+COURSE_TIMEOUT_S = 2400
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "LAB_STATE_DIR"}
-
-
-def _labkit(*args: str, timeout: int = COURSE_TIMEOUT_S) -> subprocess.CompletedProcess:
+def _labkit(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "labkit", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=_env(),
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "LAB_STATE_DIR"},
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def course_runs(tmp_path_factory) -> dict[str, tuple[int, str, Path]]:
-    """Run `labkit verify` and `labkit grade` on both folders at once; name -> (code, out, json)."""
-    out = tmp_path_factory.mktemp("course")
-    commands = {
-        "verify": ["verify"],
-        **{
-            kind: ["grade", kind, "--json", str(out / f"{kind}.json"), "--cell-timeout", "240"]
-            for kind in ("solutions", "notebooks")
-        },
-    }
-    running = {}
-    for name, args in commands.items():
-        log = (out / f"{name}.log").open("w+")  # files, not pipes: a full pipe would block it
-        process = subprocess.Popen(
-            [sys.executable, "-m", "labkit", *args],
-            stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=_env(),
-        )  # fmt: skip
-        running[name] = (process, log)
-    results = {}
-    try:
-        for name, (process, log) in running.items():
-            code = process.wait(COURSE_TIMEOUT_S)
-            log.seek(0)
-            results[name] = (code, log.read(), out / f"{name}.json")
-    finally:
-        for process, log in running.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            log.close()
-    return results
+def course_runs() -> dict[str, tuple[int, str, Path]]:
+    """The three runs' results, name -> (exit code, output, JSON report)."""
+    from tests.course_runs import RUNS
+
+    return RUNS.results(COURSE_TIMEOUT_S)
 
 
 def test_there_is_a_course():
