@@ -38,53 +38,6 @@ def configure(spec: dict[str, Any]) -> None:
     install()
 
 
-class _GradersMock:
-    """The grader's mock LLM as checks use it (`lab_mock()`): admin calls carry its token."""
-
-    running = True
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.base_url = spec["base_url"]
-        self.url = self.base_url.removesuffix("/v1")
-        self.port = int(self.url.rsplit(":", 1)[1])
-        self._token = spec["admin_token"]
-        self.preset = self.config().get("preset", "fast")
-
-    def stats(self) -> dict[str, Any]:
-        return self._call("GET", "/_mock/stats")
-
-    def reset(self, config: bool = False) -> dict[str, Any]:
-        return self._call("POST", "/_mock/reset", {"config": config})
-
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        config = self._call("POST", "/_mock/config", settings)
-        self.preset = config.get("preset", self.preset)
-        return config
-
-    def config(self) -> dict[str, Any]:
-        return self._call("GET", "/_mock/config")
-
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        import urllib.error
-        import urllib.request
-
-        from labkit.mock_llm.server import MockLLMError
-        from labkit.mock_llm.service import ADMIN_TOKEN_HEADER
-
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json", ADMIN_TOKEN_HEADER: self._token}
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers=headers)  # fmt: skip
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(request, timeout=10) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                detail = error.read()[:300].decode("utf-8", "replace")
-            raise MockLLMError(f"{method} {path} failed ({error.code}): {detail}") from None
-
-
 def check(spec: dict[str, Any], out: Any) -> None:
     """Judge every episode of the spec in turn, writing one JSON line per episode to `out`.
 
@@ -102,7 +55,10 @@ def check(spec: dict[str, Any], out: Any) -> None:
         from labkit.grading.witness import Witness
 
         database = Witness(spec["witness"])
-    judge = Checker(channel=channel, mock=_GradersMock(spec["mock"]), database=database)
+    from labkit.mock_llm import MockLLM
+
+    mock = MockLLM.attach(spec["mock"]["base_url"], admin_token=spec["mock"]["admin_token"])
+    judge = Checker(channel=channel, mock=mock, database=database)
     use_checker(judge)
     deadline = time.monotonic() + float(spec.get("budget_s", 3600))
     for episode in spec["episodes"]:

@@ -69,6 +69,7 @@ class MockLLM:
         self.url = ""
         self.base_url = ""
         self._process: subprocess.Popen[str] | None = None
+        self._attached = False
         self._stderr: IO[bytes] | None = None
         self._reader: threading.Thread | None = None
 
@@ -78,7 +79,20 @@ class MockLLM:
 
     @property
     def running(self) -> bool:
+        if self._attached:
+            return True
         return self._process is not None and self._process.poll() is None
+
+    @classmethod
+    def attach(cls, base_url: str, *, admin_token: str | None = None) -> MockLLM:
+        """A handle on a mock that another process runs (the grader's, from its checker):
+        the admin calls work, `start()` and `stop()` do nothing."""
+        llm = cls(admin_token=admin_token)
+        llm.base_url = base_url
+        llm.url = base_url.removesuffix("/v1")
+        llm.port = int(llm.url.rsplit(":", 1)[1])
+        llm._attached = True
+        return llm
 
     def __repr__(self) -> str:
         state = f"{self.base_url} running" if self.running else "stopped"
