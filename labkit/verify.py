@@ -47,7 +47,7 @@ def verify(
     """Run every proof for the masters in `source` (only `step`'s if given)."""
     from labkit.authoring import masters_in
     from labkit.exercises.masters import parse_master
-    from labkit.grading.runner import NoSandbox, _start_cluster
+    from labkit.grading.runner import LazyCluster, NoSandbox
     from labkit.grading.sandbox import unusable_reason
     from labkit.grading.unit import Options
 
@@ -66,7 +66,7 @@ def verify(
 
     async def all_of_them() -> list[Proof]:
         gate = asyncio.Semaphore(max(1, jobs))
-        cluster = await asyncio.to_thread(_start_cluster)
+        cluster = LazyCluster()
         try:
 
             async def one(path: Path) -> list[Proof]:
@@ -75,8 +75,7 @@ def verify(
 
             found = await asyncio.gather(*(one(path) for path in paths))
         finally:
-            if cluster is not None:
-                await asyncio.to_thread(cluster.stop)
+            await cluster.stop()
         return [proof for proofs in found for proof in proofs]
 
     return asyncio.run(all_of_them())
@@ -122,7 +121,9 @@ async def _verify_master(master: Any, options: Any, cluster: Any) -> list[Proof]
         )
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
-    result = await run_unit(nb, episodes, options, cluster, extra_env={"LAB_VERIFY": "1"})
+    needs = any(ex.database_evidence for ex in registered.values())
+    database = await cluster.get() if needs else None  # else SQLite in the sandbox
+    result = await run_unit(nb, episodes, options, database, extra_env={"LAB_VERIFY": "1"})
     errors = [e for e in result.notes.get("errors", []) if isinstance(e, dict)]
     raised = {
         e["meta"]["variant"]: str(e.get("error"))

@@ -69,6 +69,10 @@ class Exercise:
     # check cannot be judged without running the learner's code where the verdict is made, so
     # the grader leaves it out of the score and says why (q.check() still works in a notebook).
     feedback_only: ClassVar[str | None] = None
+    # True when the check counts queries or connections (labkit.steps.dbside): the grader
+    # then runs the notebook on its own PostgreSQL, whose logs are the evidence. Others run on
+    # SQLite (PostgreSQL behind the sandbox's socket relay made a whole notebook ~2× slower).
+    database_evidence: ClassVar[bool] = False
 
     def evaluate(self, *args: Any) -> str | None:
         """Judge the learner's definitions (the parameters); raise an outcome or return."""

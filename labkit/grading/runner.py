@@ -147,7 +147,7 @@ def grade_batch(
 
     async def all_of_them() -> list[NotebookGrade]:
         gate = asyncio.Semaphore(max(1, jobs))
-        cluster = await asyncio.to_thread(_start_cluster)
+        cluster = LazyCluster()
         try:
 
             async def one(path: Path) -> NotebookGrade:
@@ -156,8 +156,7 @@ def grade_batch(
 
             return list(await asyncio.gather(*(one(path) for path in batch.notebooks)))
         finally:
-            if cluster is not None:
-                await asyncio.to_thread(cluster.stop)
+            await cluster.stop()
 
     return asyncio.run(all_of_them()), batch.skipped
 
@@ -170,6 +169,27 @@ def exit_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+class LazyCluster:
+    """The grading run's PostgreSQL, started the first time a notebook needs it."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._cluster: Any = None
+        self._tried = False
+
+    async def get(self) -> Any:
+        async with self._lock:
+            if not self._tried:
+                self._tried = True
+                self._cluster = await asyncio.to_thread(_start_cluster)
+        return self._cluster
+
+    async def stop(self) -> None:
+        if self._cluster is not None:
+            await asyncio.to_thread(self._cluster.stop)
+            self._cluster = None
 
 
 def _start_cluster() -> Any:
@@ -261,7 +281,10 @@ async def grade_notebook(
         ]
         return grade
     graded = _for_grading(nb)
-    result = await run_unit(graded, [Episode("grade", list(expected))], options, cluster)
+    # SQLite in the sandbox unless a check here is judged by query or connection counts.
+    needs = any(ex.database_evidence for ex in expected.values())
+    database = await cluster.get() if needs and cluster is not None else None
+    result = await run_unit(graded, [Episode("grade", list(expected))], options, database)
     grade.notes += feedback(result.notes)
     why = result.errors.get("grade") or result.error or "The check did not run."
     outcomes = dict(result.outcomes("grade"))

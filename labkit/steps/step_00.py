@@ -188,6 +188,7 @@ class CountChunks(Exercise):
     """
 
     id = "00.2"
+    database_evidence = True
     title = "Count a document's chunks with the async ORM"
     hints = [
         "In async code the ORM's methods start with an `a`: `acount()`, `aget()`, `afirst()`.",

@@ -175,6 +175,7 @@ class RecentCalls(Exercise):
     """
 
     id = "02.2"
+    database_evidence = True
     title = "Recent calls with the async ORM"
     hints = [
         "In `async def`, any query that runs right now raises SynchronousOnlyOperation: "

@@ -170,6 +170,7 @@ class LoadContext(Exercise):
     """
 
     id = "04.1"
+    database_evidence = True
     title = "The LLM's context in at most two queries"
     hints = [
         "Fetch the chunks together with their document's title in the same query: "
@@ -339,6 +340,7 @@ class ReleaseBeforeLLM(Exercise):
     """
 
     id = "04.2"
+    database_evidence = True
     title = "Give the connection back before awaiting the LLM"
     hints = [
         "Under ASGI the request's queries run in a thread of its own, whose connection stays "
@@ -516,6 +518,7 @@ def expected_labels(doc_ids: list[int]) -> list[str]:
 
 class FetchLabels(Exercise):
     id = "04.3"
+    database_evidence = True
     title = "Chunk labels for many documents with a fetch mode"
     hints = [
         "Start from the chunks of all the documents at once: "

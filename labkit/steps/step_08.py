@@ -94,6 +94,7 @@ class SummaryEndpoint(Exercise):
     """
 
     id = "08.1"
+    database_evidence = True
     title = "The summary endpoint: reads, citations, LLM faults"
     hints = [
         "Start from the skeleton: `async def`, `await complete(...)`, `await ...acreate(...)`. "
