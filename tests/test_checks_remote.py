@@ -35,7 +35,7 @@ def sandbox(namespace: dict, path: str) -> Iterator[Channel]:
     ready, box = threading.Event(), {}
 
     async def main() -> None:
-        servant = Servant(namespace)
+        servant = Servant(namespace, path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
         config = uvicorn.Config(
@@ -52,6 +52,10 @@ def sandbox(namespace: dict, path: str) -> Iterator[Channel]:
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     thread.start()
     assert ready.wait(10)
+    for _ in range(500):  # until uvicorn listens on the socket
+        if box["server"].started:
+            break
+        threading.Event().wait(0.01)
     try:
         yield Channel(path)
     finally:
