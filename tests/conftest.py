@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any
 
 import pytest
 
@@ -56,8 +57,15 @@ def mock_llm(django_db):
         settings.LLM_BASE_URL = previous
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: Any, items: list) -> None:
+    """The course's runs go last: the rest of the suite runs while they work in the background."""
+    items.sort(key=lambda item: "course_runs" in getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the course's long runs now if selected: they overlap with the other tests."""
+    if session.config.option.collectonly:
+        return
     if any("course_runs" in getattr(item, "fixturenames", ()) for item in session.items):
         from tests.course_runs import RUNS
 
