@@ -57,19 +57,36 @@ def mock_llm(django_db):
         settings.LLM_BASE_URL = previous
 
 
+# Modules whose assertions compare throughput or timings (with wide margins): they run first,
+# before the course's runs start loading both CPUs.
+TIMING_MODULES = frozenset(
+    {"test_bench", "test_mock_llm_throughput", "test_mock_llm_connections", "test_soak",
+     "test_servers_kernel", "test_load_runner", "test_nesting", "test_no_loss"}
+)  # fmt: skip
+_course_wanted = False
+
+
+def _group(item: Any) -> int:
+    """0: timing-sensitive, 1: the rest, 2: waits for the course's runs."""
+    if "course_runs" in getattr(item, "fixturenames", ()):
+        return 2
+    module = getattr(item, "module", None)
+    return 0 if module is not None and module.__name__.rsplit(".", 1)[-1] in TIMING_MODULES else 1
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: Any, items: list) -> None:
-    """The course's runs go last: the rest of the suite runs while they work in the background."""
-    items.sort(key=lambda item: "course_runs" in getattr(item, "fixturenames", ()))
+    """Timing-sensitive tests first, on a quiet machine; then the course's long runs start in
+    the background (see pytest_runtest_setup) while the rest runs; their own tests go last."""
+    global _course_wanted
+    items.sort(key=_group)
+    _course_wanted = not config.option.collectonly and any(_group(i) == 2 for i in items)
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the course's long runs now if selected: they overlap with the other tests."""
-    if session.config.option.collectonly:
-        return
-    if any("course_runs" in getattr(item, "fixturenames", ()) for item in session.items):
+def pytest_runtest_setup(item: Any) -> None:
+    if _course_wanted and _group(item) >= 1:
         from tests.course_runs import RUNS
 
-        RUNS.start()
+        RUNS.start()  # once; later calls do nothing
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
