@@ -1,4 +1,5 @@
-"""`python -m labproject seed` on PostgreSQL: explicit corpus ids, and new rows still get ids."""
+"""`python -m labproject seed`: explicit corpus ids, new rows still get ids, and seeding again
+keeps documents added beside the corpus (a notebook's own; the grader's servant boots again)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,22 @@ print(document.pk, chunk.pk)
 """
 
 
-def _manage(url: str, state: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LAB_DATABASE_URL": url, "LAB_STATE_DIR": state}
+# A document of the notebook's own beside the corpus; then, after a second seed, what is left.
+ADD_ONE = """
+from labproject.ai.models import Document
+print(Document.objects.create(title="a notebook's own").pk)
+"""
+LEFT = """
+from labproject.ai.models import Chunk, Document
+print(sorted(Document.objects.values_list("pk", flat=True)), Chunk.objects.count())
+"""
+
+
+def _manage(url: str | None, state: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LAB_STATE_DIR": state, "LAB_USE_SERVICES": "0"}
+    env.pop("LAB_DATABASE_URL", None)
+    if url:
+        env["LAB_DATABASE_URL"] = url
     return subprocess.run(
         [sys.executable, "-m", "labproject", *args],
         capture_output=True, text=True, timeout=120, env=env,
@@ -52,3 +67,16 @@ def test_rows_created_after_the_seed_get_ids_past_the_corpus(postgres_service, t
     finally:
         with psycopg.connect(postgres_service.url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_seeding_again_keeps_documents_added_beside_the_corpus(tmp_path):
+    def run(*args: str) -> str:
+        done = _manage(None, str(tmp_path), *args)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.splitlines()[-1] if done.stdout.strip() else ""
+
+    run("migrate", "--verbosity", "0")
+    run("seed", "--documents", "3", "--chunks", "4")
+    own = int(run("shell", "-c", ADD_ONE))
+    run("seed", "--documents", "3", "--chunks", "4")
+    assert run("shell", "-c", LEFT) == f"[1, 2, 3, {own}] 12"

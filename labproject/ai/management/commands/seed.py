@@ -20,10 +20,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, documents: int, chunks: int, force: bool, verbosity: int, **options):
         expected = documents * chunks
+        # The corpus is ids 1..documents; documents a notebook or a check added beside it are
+        # not the corpus's business (a second boot() must not wipe a notebook's own rows).
+        corpus_ids = (1, documents)
         if (
             not force
-            and Document.objects.count() == documents
-            and Chunk.objects.count() == expected
+            and Document.objects.filter(pk__range=corpus_ids).count() == documents
+            and Chunk.objects.filter(document__pk__range=corpus_ids).count() == expected
         ):
             if verbosity:
                 self.stdout.write(f"corpus present: {documents} documents, {expected} chunks")
