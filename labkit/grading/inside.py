@@ -82,6 +82,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             )
             continue
         if meta.get("servant"):
+            failed = error_of(cell)
+            if failed:  # the hand-over failed (e.g. the project would not boot): say why
+                notes["errors"].append({"cell": index, "error": failed[:300], "meta": meta})
             continue
         if index in timed_out:
             notes["timed_out"].append(index)

@@ -347,8 +347,14 @@ def feedback(data: dict[str, Any]) -> list[str]:
         if isinstance(index, int):
             notes.append(f"Cell {index} ran past the cell timeout and was interrupted.")
     for item in listed("errors"):
-        if isinstance(item, dict) and isinstance(item.get("cell"), int):
-            notes.append(f"Cell {item['cell']} raised {str(item.get('error', ''))[:200]}")
+        if not (isinstance(item, dict) and isinstance(item.get("cell"), int)):
+            continue
+        error = str(item.get("error", ""))[:200]
+        meta = item.get("meta") if isinstance(item.get("meta"), dict) else {}
+        if meta.get("servant"):
+            notes.append(f"The checks could not reach your notebook's definitions: {error}")
+        else:
+            notes.append(f"Cell {item['cell']} raised {error}")
     if isinstance(data.get("died"), str):
         notes.append("The kernel died; later cells did not run.")
     return notes
