@@ -58,7 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from labkit.grading.runner import exit_on_sigterm
 
-    exit_on_sigterm()
+    with exit_on_sigterm():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from labkit.grading import GraderFailure, write_reports
     from labkit.grading.reports import summary_table
     from labkit.grading.runner import NothingToGrade, grade_batch

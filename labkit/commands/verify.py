@@ -35,7 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from labkit.grading.runner import exit_on_sigterm
 
-    exit_on_sigterm()
+    with exit_on_sigterm():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from labkit.exercises.masters import MarkerError, solutions_dir
     from labkit.exercises.notebooks import NotebookError
     from labkit.grading.runner import NoSandbox

@@ -11,10 +11,11 @@ batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,14 +162,25 @@ def grade_batch(
     return asyncio.run(all_of_them()), batch.skipped
 
 
-def exit_on_sigterm() -> None:
-    """SIGTERM ends the grader like Ctrl-C: its `finally` blocks stop sandboxes and servers."""
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """While the block runs, SIGTERM ends the grader like Ctrl-C: its `finally` blocks stop
+    sandboxes and servers. The previous handler comes back afterwards."""
     import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class LazyCluster:
