@@ -76,7 +76,17 @@ def jsonable(value: Any) -> Any:
 
 
 def error_of(exc: BaseException) -> dict[str, str]:
-    return {"type": type(exc).__name__, "message": _cut(str(exc))}
+    """The learner's exception as data: type, message, and where in their code it was raised."""
+    import traceback
+
+    from labkit.exercises.outcomes import _LIBRARY_DIRS
+
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not frame.filename.startswith(_LIBRARY_DIRS):
+            where = f"in `{frame.name}`, line {frame.lineno} of its cell"
+            break
+    return {"type": type(exc).__name__, "message": _cut(str(exc)), "where": where}
 
 
 async def invoke(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:

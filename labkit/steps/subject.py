@@ -32,10 +32,12 @@ _EXPERIMENTS: dict[str, Experiment] = {}
 class Raised(Exception):
     """The learner's code raised: its exception's type name and message (any process)."""
 
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}" if message else type_name)
+    def __init__(self, type_name: str, message: str, where: str = "") -> None:
+        text = f"{type_name}: {message}" if message else type_name
+        super().__init__(f"{text} ({where})" if where else text)
         self.type_name = type_name
         self.message = message
+        self.where = where
 
 
 @dataclass
@@ -108,7 +110,7 @@ async def call(fn: Any, *args: Any, timeout_s: float = 120.0, **kwargs: Any) -> 
         value = await invoke(fn, list(args), kwargs)
     except Exception as exc:  # noqa: BLE001 - the learner's exception, as the grader sees it
         error = error_of(exc)
-        raise Raised(error["type"], error["message"]) from exc
+        raise Raised(error["type"], error["message"], error["where"]) from exc
     return jsonable(value)
 
 
@@ -148,7 +150,7 @@ async def run_experiment(name: str, target: Any, *, timeout_s: float = 120.0, **
         value = await find_experiment(name)(target, **params)
     except Exception as exc:  # noqa: BLE001
         error = error_of(exc)
-        raise Raised(error["type"], error["message"]) from exc
+        raise Raised(error["type"], error["message"], error["where"]) from exc
     return jsonable(value)
 
 
@@ -164,4 +166,8 @@ def _unwrap(answer: Any) -> Any:
     if answer["ok"]:
         return answer.get("value")
     error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
-    raise Raised(str(error.get("type", "Exception")), str(error.get("message", "")))
+    raise Raised(
+        str(error.get("type", "Exception")),
+        str(error.get("message", "")),
+        str(error.get("where", ""))[:200],
+    )
