@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -91,7 +92,8 @@ def test_doctor_passes_a_reply_and_reports_its_speed(monkeypatch):
         )
     assert listed.ok and reply.ok and budget.ok
     assert "8 tokens in" in reply.detail and "tokens/s" in reply.detail
-    assert "a full 64-token reply takes about 0 s" in budget.detail
+    # The speed is measured, so the time a full reply takes depends on the machine's load.
+    assert re.search(r"a full 64-token reply takes about \d+ s", budget.detail), budget.detail
 
 
 def test_doctor_advises_a_longer_timeout_for_a_slow_model(monkeypatch):
