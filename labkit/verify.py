@@ -166,6 +166,9 @@ async def _verify_master(master: Any, options: Any, cluster: Any) -> list[Proof]
     errors = [e for e in result.notes.get("errors", []) if isinstance(e, dict)]
     for error in errors:
         meta = error.get("meta") if isinstance(error.get("meta"), dict) else {}
+        if meta.get("servant"):
+            where = f"hand-over to the grader at {meta['servant']}"
+            proofs.append(Proof("-", where, "ok", str(error.get("error")), False))
         if "master_cell" in meta and not meta.get("may_raise"):
             where = f"master cell {meta['master_cell']} runs"
             proofs.append(Proof("-", where, "ok", str(error.get("error")), False))

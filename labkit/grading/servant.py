@@ -75,6 +75,18 @@ def jsonable(value: Any) -> Any:
     return {"__type__": type(value).__name__, "repr": _cut(repr(value))}
 
 
+def _close_connections() -> None:
+    import sys
+
+    if "django.db" in sys.modules:
+        from django.apps import apps
+
+        if apps.ready:
+            from django.db import connections
+
+            connections.close_all()
+
+
 def error_of(exc: BaseException) -> dict[str, str]:
     """The learner's exception as data: type, message, and where in their code it was raised."""
     import traceback
@@ -90,10 +102,19 @@ def error_of(exc: BaseException) -> dict[str, str]:
 
 
 async def invoke(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Call `fn` as the kernel would: await a coroutine function, run a sync one in a thread."""
+    """Call `fn` as the kernel would: await a coroutine function, run a sync one in a thread
+    that gives its database connections back afterwards (a pooled connection left open by
+    every call would exhaust the pool)."""
     if inspect.iscoroutinefunction(fn):
         return await fn(*args, **kwargs)
-    result = await asyncio.to_thread(fn, *args, **kwargs)
+
+    def closing() -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _close_connections()
+
+    result = await asyncio.to_thread(closing)
     if inspect.isawaitable(result):
         return await result
     return result
@@ -253,9 +274,12 @@ class _ThreadServer:
         import uvicorn
 
         self.path = path
+        # Idle connections stay open for the whole check: a server closing one while the
+        # checker reuses it (through the relay, which passes the close on late) would be read
+        # as "server disconnected" by the checker.
         config = uvicorn.Config(
             app, lifespan="off", interface="asgi3", log_config=None, log_level="warning",
-            access_log=False, timeout_graceful_shutdown=2,
+            access_log=False, timeout_graceful_shutdown=2, timeout_keep_alive=600,
         )  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread: Any = None
