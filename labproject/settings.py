@@ -4,6 +4,7 @@
 |---------------------|------------------------------------------|
 | LAB_DATABASE_URL    | SQLite file `db.sqlite3` in the state dir |
 | LAB_DB_POOL_MAX     | 10 (PostgreSQL pool size)                |
+| LAB_DB_POOL         | 1; 0: no pool, a connection per request  |
 | LAB_CACHE_URL       | LocMem; `redis://…` → Django's RedisCache |
 | LAB_LLM_BASE_URL    | http://127.0.0.1:8400/v1 (the mock LLM)  |
 | LAB_LLM_API_KEY     | OPENAI_API_KEY, else a placeholder       |
@@ -67,7 +68,10 @@ def _database() -> dict:
             },
         }
     config = dj_database_url.parse(url, conn_max_age=0)
-    if config["ENGINE"] == "django.db.backends.postgresql":
+    # LAB_DB_POOL=0: a connection per request, no pool (the grader's witness counts
+    # connections at the server, where a pool's idle connections would hide a held one).
+    pooled = os.environ.get("LAB_DB_POOL", "1") != "0"
+    if config["ENGINE"] == "django.db.backends.postgresql" and pooled:
         # psycopg's pool requires CONN_MAX_AGE=0 (Django raises ImproperlyConfigured otherwise).
         config["CONN_MAX_AGE"] = 0
         config.setdefault("OPTIONS", {})["pool"] = {

@@ -120,6 +120,7 @@ async def run_unit(
                 Relay(listen_path=str(chan / ".s.PGSQL.5432"), connect_port=database.port).start()
             )
             env["LAB_DATABASE_URL"] = database.sandbox_url(inside.chan)
+            env["LAB_DB_POOL"] = "0"  # held connections must show at the server
         spec = {
             "notebook": inside.work_path("submission.ipynb"),
             "servant": inside.work_path("servant.sock"),
