@@ -25,6 +25,9 @@ from typing import Any
 from urllib.parse import quote
 
 SOCKET_NAME = ".s.PGSQL.5432"  # what libpq looks for in a socket folder, port 5432
+# What Django runs on every new connection before any query of the code (the kit's in-process
+# counter never sees it either): not counted.
+_SESSION_SETUP = ("SELECT set_config('TimeZone'",)
 LOG_PREFIX = "%m [%p] %u@%d "
 # Statements as PostgreSQL logs them for a role with log_statement = 'all'. Django's psycopg
 # binds client-side, so queries appear as "statement:"; server-side binding as "execute".
@@ -277,6 +280,8 @@ class Witness:
         for line in text.splitlines():
             match = _LOGGED.match(line)
             if match and match.group("who") == self._who:
+                if line[match.end() :].startswith(_SESSION_SETUP):
+                    continue  # Django's per-connection setup, not a query of the code
                 found.append(
                     Query(
                         sql=line[match.end() :][:500],
