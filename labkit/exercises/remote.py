@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_ANSWER = 2_000_000  # bytes the checker reads of one servant answer, at most
-BASE_URL = "http://127.0.0.1"  # the Host Django sees; the socket decides where it goes
 
 
 class ChannelError(RuntimeError):
@@ -69,14 +68,6 @@ class Channel:
         import asyncio
 
         return await asyncio.to_thread(self.post, action, payload, timeout_s)
-
-    def async_client(self, *, timeout_s: float = 60.0, connections: int = 200) -> Any:
-        """An httpx2 AsyncClient whose requests reach the sandbox's project (for ServedView)."""
-        import httpx2
-
-        limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-        transport = httpx2.AsyncHTTPTransport(uds=self.path, limits=limits)
-        return httpx2.AsyncClient(transport=transport, base_url=BASE_URL, timeout=timeout_s)
 
 
 @dataclass(eq=False)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TIMEOUT_ENAME = "CellTimeout"
 _STEP_NAME = re.compile(r"^(\d\d)_")
 
 
