@@ -14,7 +14,9 @@ from typing import Any
 
 SETTINGS_MODULE = "labproject.settings"
 _mock: Any = None  # the mock LLM this process started, reused when boot() runs again
-_endpoint: str | None = None  # the user's own LLM endpoint (LAB_LLM_BASE_URL), if any
+# The user's own LLM endpoint, from LAB_LLM_BASE_URL/_MODEL/_API_KEY at the first boot(): the
+# settings `on_endpoint()` points a block at.
+_endpoint: dict[str, str] | None = None
 
 
 @dataclass
@@ -31,17 +33,24 @@ class Lab:
     boot_s: float
     first_boot: bool
     mock_base_url: str = ""  # the mock started beside the user's endpoint, if any
+    endpoint_url: str = ""  # the user's own endpoint (LAB_LLM_BASE_URL), if any
 
     def rows(self) -> list[tuple[str, str]]:
-        if self.llm_is_mock:
-            llm = f"mock LLM (the kit's) at {self.llm_base_url}, model {self.llm_model}"
-        else:
+        if not self.llm_is_mock:
             llm = f"calls go to your endpoint at {self.llm_base_url}, model {self.llm_model}"
             if self.mock_base_url:
                 llm += (
                     f"; cells that need the mock's controls use the kit's mock at "
                     f"{self.mock_base_url} (mock_llm())"
                 )
+        elif self.endpoint_url:
+            llm = (
+                f"the kit's mock at {self.llm_base_url}: this notebook measures latency, faults and "
+                f"load, which need the mock's controls; your endpoint {self.endpoint_url} answers "
+                "the cells that say so (`with on_endpoint():`)"
+            )
+        else:
+            llm = f"mock LLM (the kit's) at {self.llm_base_url}, model {self.llm_model}"
         return [
             ("Django", self.django_version),
             ("database", self.database),
@@ -60,8 +69,13 @@ class Lab:
         return "\n".join(lines)
 
 
-def boot(*, llm_preset: str | None = None, quiet: bool = False) -> Lab:
+def boot(*, llm_preset: str | None = None, quiet: bool = False, use_endpoint: bool = False) -> Lab:
     """Configure Django for this kernel, migrate, seed and make sure an LLM answers.
+
+    With your own endpoint configured (LAB_LLM_BASE_URL and friends), the mock still starts
+    beside it. `use_endpoint=True` sends the notebook's LLM calls to your endpoint (notebook 00);
+    by default they go to the mock, because the notebooks measure latency, faults and load
+    through its controls, and `with on_endpoint():` sends one block's calls to yours.
 
     Safe to run again (after a kernel restart or a Binder cull it just redoes what is missing).
     It never sets DJANGO_ALLOW_ASYNC_UNSAFE: in a cell, `await Document.objects.acount()`
@@ -77,7 +91,7 @@ def boot(*, llm_preset: str | None = None, quiet: bool = False) -> Lab:
             stacklevel=2,
         )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
-    llm_is_mock = _ensure_llm(llm_preset)
+    llm_is_mock = _ensure_llm(llm_preset, use_endpoint)
     from labkit.services import apply_environment
 
     # Redis/PostgreSQL started by `labkit services up` -> LAB_CACHE_URL/LAB_DATABASE_URL,
@@ -94,7 +108,9 @@ def boot(*, llm_preset: str | None = None, quiet: bool = False) -> Lab:
 
     install()  # hook database connections before the first one opens
     # A mock restarted after settings were read (a crashed mock, a new preset) has a new URL.
-    settings.LLM_BASE_URL = os.environ["LAB_LLM_BASE_URL"]
+    for name, variable in _LLM_SETTINGS.items():
+        if os.environ.get(variable):
+            setattr(settings, name, os.environ[variable])
     first = in_worker_thread(_migrate_and_seed)
 
     from labproject.state import state_dir
@@ -111,6 +127,7 @@ def boot(*, llm_preset: str | None = None, quiet: bool = False) -> Lab:
         boot_s=time.perf_counter() - started,
         first_boot=first,
         mock_base_url="" if llm_is_mock or _mock is None else _mock.base_url,
+        endpoint_url="" if _endpoint is None else _endpoint["LLM_BASE_URL"],
     )
     if not quiet:
         print(lab)
@@ -156,18 +173,49 @@ def on_mock() -> Iterator[Any]:
             mock.configure(latency_s=0.5)
             ...
     """
-    from django.conf import settings
-
     if _mock is None or not _mock.running:
         raise RuntimeError("no mock LLM is running in this kernel: run `lab = boot()` first")
-    saved = {name: getattr(settings, name) for name in _MOCK_SETTINGS}
-    saved_env = {name: os.environ.get(name) for name in _MOCK_SETTINGS.values()}
-    values = {"LLM_BASE_URL": _mock.base_url, "LLM_MODEL": "mock-gpt", "LLM_API_KEY": "sk-lab-mock"}
+    with _pointed_at(_mock_settings()):
+        yield _mock
+
+
+@contextmanager
+def on_endpoint() -> Iterator[dict[str, str]]:
+    """Send the block's LLM calls to your own endpoint (LAB_LLM_BASE_URL), then back.
+
+    Yields its settings (LLM_BASE_URL, LLM_MODEL, LLM_API_KEY). Raises RuntimeError when no
+    endpoint is configured: check `endpoint()` first.
+
+        if endpoint():
+            with on_endpoint():
+                ...  # this block's views and servers call your model
+    """
+    if _endpoint is None:
+        raise RuntimeError(
+            "no endpoint of your own is configured: set LAB_LLM_BASE_URL, LAB_LLM_MODEL and "
+            "LAB_LLM_API_KEY before the kernel starts (see notebook 00, section 6)"
+        )
+    with _pointed_at(_endpoint):
+        yield dict(_endpoint)
+
+
+def endpoint() -> dict[str, str] | None:
+    """Your own endpoint's settings (LLM_BASE_URL, LLM_MODEL, LLM_API_KEY), or None."""
+    return None if _endpoint is None else dict(_endpoint)
+
+
+@contextmanager
+def _pointed_at(values: dict[str, str]) -> Iterator[None]:
+    """Point Django's LLM settings and the environment (read by servers) at `values`, then back."""
+    from django.conf import settings
+
+    saved = {name: getattr(settings, name) for name in _LLM_SETTINGS}
+    saved_env = {name: os.environ.get(name) for name in _LLM_SETTINGS.values()}
     for name, value in values.items():
         setattr(settings, name, value)
-        os.environ[_MOCK_SETTINGS[name]] = value
+        os.environ[_LLM_SETTINGS[name]] = value
     try:
-        yield _mock
+        yield
     finally:
         for name, value in saved.items():
             setattr(settings, name, value)
@@ -178,15 +226,19 @@ def on_mock() -> Iterator[Any]:
                 os.environ[name] = env_value
 
 
-_MOCK_SETTINGS = {
+def _mock_settings() -> dict[str, str]:
+    return {"LLM_BASE_URL": _mock.base_url, "LLM_MODEL": "mock-gpt", "LLM_API_KEY": "sk-lab-mock"}
+
+
+_LLM_SETTINGS = {
     "LLM_BASE_URL": "LAB_LLM_BASE_URL",
     "LLM_MODEL": "LAB_LLM_MODEL",
     "LLM_API_KEY": "LAB_LLM_API_KEY",
 }
 
 
-def _ensure_llm(preset: str | None) -> bool:
-    """Point LAB_LLM_BASE_URL at a live LLM; start the mock, beside the user's endpoint if any.
+def _ensure_llm(preset: str | None, use_endpoint: bool) -> bool:
+    """Point LAB_LLM_* at a live LLM; start the mock, beside the user's endpoint if any.
 
     Returns whether the course's calls go to the mock.
     """
@@ -195,7 +247,11 @@ def _ensure_llm(preset: str | None) -> bool:
     if configured and (_mock is None or configured != _mock.base_url):
         if _is_kit_mock(configured):
             return True  # a mock started outside this kernel (the grader's, a test's)
-        _endpoint = configured
+        _endpoint = {
+            name: os.environ.get(variable, "") for name, variable in _LLM_SETTINGS.items()
+        }
+        if not _endpoint["LLM_API_KEY"]:
+            _endpoint["LLM_API_KEY"] = os.environ.get("OPENAI_API_KEY", "")
     if _mock is None or not _mock.running or preset not in (None, _mock.preset):
         if _mock is not None:
             _mock.stop()
@@ -203,9 +259,13 @@ def _ensure_llm(preset: str | None) -> bool:
 
         _mock = MockLLM(preset=preset or "fast").start()
         atexit.register(_mock.stop)
-    if _endpoint is not None:
+    if _endpoint is not None and use_endpoint:
+        os.environ.update({_LLM_SETTINGS[k]: v for k, v in _endpoint.items()})
         return False
-    os.environ["LAB_LLM_BASE_URL"] = _mock.base_url
+    if _endpoint is None:
+        os.environ["LAB_LLM_BASE_URL"] = _mock.base_url
+    else:  # away from the user's endpoint: its model and key mean nothing to the mock
+        os.environ.update({_LLM_SETTINGS[k]: v for k, v in _mock_settings().items()})
     return True
 
 
