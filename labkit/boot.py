@@ -45,9 +45,9 @@ class Lab:
                 )
         elif self.endpoint_url:
             llm = (
-                f"the kit's mock at {self.llm_base_url}: this notebook measures latency, faults and "
-                f"load, which need the mock's controls; your endpoint {self.endpoint_url} answers "
-                "the cells that say so (`with on_endpoint():`)"
+                f"the kit's mock at {self.llm_base_url}: this notebook measures latency, faults "
+                f"and load, which need the mock's controls; your endpoint {self.endpoint_url} "
+                "answers the cells that say so (`with on_endpoint():`)"
             )
         else:
             llm = f"mock LLM (the kit's) at {self.llm_base_url}, model {self.llm_model}"
@@ -247,9 +247,7 @@ def _ensure_llm(preset: str | None, use_endpoint: bool) -> bool:
     if configured and (_mock is None or configured != _mock.base_url):
         if _is_kit_mock(configured):
             return True  # a mock started outside this kernel (the grader's, a test's)
-        _endpoint = {
-            name: os.environ.get(variable, "") for name, variable in _LLM_SETTINGS.items()
-        }
+        _endpoint = {name: os.environ.get(variable, "") for name, variable in _LLM_SETTINGS.items()}
         if not _endpoint["LLM_API_KEY"]:
             _endpoint["LLM_API_KEY"] = os.environ.get("OPENAI_API_KEY", "")
     if _mock is None or not _mock.running or preset not in (None, _mock.preset):
