@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "stop_all": "labkit.servers",
     "sweep": "labkit.load",
     "track_requests": "labkit.queries",
+    "try_endpoint": "labkit.endpoint_sample",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,53 +9,10 @@ import sys
 
 import openai
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from labkit.doctor import _budget, probe_llm
 from labkit.servers.kernel import ASGIServer
-
-MODEL = "fake-model"
-
-
-def fake_llm(reply: str) -> Starlette:
-    """An OpenAI-compatible server of one model that always answers `reply`."""
-
-    async def models(request: Request) -> JSONResponse:
-        entry = {"id": MODEL, "object": "model", "created": 0, "owned_by": "test"}
-        return JSONResponse({"object": "list", "data": [entry]})
-
-    async def chat(request: Request) -> JSONResponse:
-        tokens = len(reply.split())
-        return JSONResponse(
-            {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "created": 0,
-                "model": MODEL,
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": reply},
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": 9,
-                    "completion_tokens": tokens,
-                    "total_tokens": 9 + tokens,
-                },
-            }
-        )
-
-    return Starlette(
-        routes=[
-            Route("/v1/models", models),
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-        ]
-    )
+from tests.fixtures.fake_llm import MODEL, fake_llm
 
 
 @pytest.fixture

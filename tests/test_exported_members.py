@@ -13,7 +13,7 @@ EXPECTED = [
     "plot_timeline", "rate_sweep",
     "release_services", "routed_to", "run_load", "serve_asgi", "serve_granian",
     "serve_gunicorn", "serve_task_worker", "serve_uvicorn", "serve_wsgi", "sizes", "stop_all",
-    "sweep", "track_requests",
+    "sweep", "track_requests", "try_endpoint",
 ]  # fmt: skip
 
 
