@@ -47,7 +47,7 @@ class Lab:
             llm = (
                 f"the kit's mock at {self.llm_base_url}: this notebook measures latency, faults "
                 f"and load, which need the mock's controls; your endpoint {self.endpoint_url} "
-                "answers the cells that say so (`with on_endpoint():`)"
+                "is used only where a cell says so (`on_endpoint()`, `try_endpoint()`)"
             )
         else:
             llm = f"mock LLM (the kit's) at {self.llm_base_url}, model {self.llm_model}"

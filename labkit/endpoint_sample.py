@@ -8,6 +8,7 @@ the latency and replies of a real model, beside the mock's.
 
     sample = await try_endpoint(chat, prompts=["What is an async view?", "And a sync one?"])
     display(sample)   # a table; without an endpoint, one line saying how to configure one
+    await try_endpoint(summary, route="summary", paths=["/api/documents/1/summary/"])  # GETs
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ EXCERPT_CHARS = 80
 
 @dataclass
 class Answer:
-    """One request to the view: its prompt, HTTP status, seconds and the start of the reply."""
+    """One request to the view: its prompt (or path), HTTP status, seconds, the reply's start."""
 
-    prompt: str
+    request: str
     status: int
     seconds: float
     reply: str
@@ -42,7 +43,7 @@ class EndpointSample:
     model: str = ""
     base_url: str = ""
     budget_s: float = 0.0
-    asked: int = 0  # prompts the cell offered; fewer are sent when the first answer is slow
+    asked: int = 0  # requests the cell offered; fewer are sent when the first answer is slow
     answers: list[Answer] = field(default_factory=list)
     skipped: str = ""
 
@@ -52,19 +53,19 @@ class EndpointSample:
         first = self.answers[0]
         left_out = self.asked - len(self.answers)
         budget = (
-            f" The first took {first.seconds:.2f} s, so {left_out} of the {self.asked} prompts "
+            f" The first took {first.seconds:.2f} s, so {left_out} of the {self.asked} requests "
             f"were left out to stay within this cell's {self.budget_s:g} s."
             if left_out
             else ""
         )
         rows = "\n".join(
-            f"| {a.prompt} | {a.status} | {a.seconds:.2f} | {_cell(a.reply)} |"
+            f"| {a.request} | {a.status} | {a.seconds:.2f} | {_cell(a.reply)} |"
             for a in self.answers
         )
         return (
             f"Your endpoint ({self.base_url}, model `{self.model}`) through this notebook's view, "
             f"one request after another.{budget}\n\n"
-            f"| prompt | status | seconds | reply |\n|---|---|---|---|\n{rows}"
+            f"| request | status | seconds | reply |\n|---|---|---|---|\n{rows}"
         )
 
     def __str__(self) -> str:
@@ -74,16 +75,21 @@ class EndpointSample:
 async def try_endpoint(
     view: Any,
     *,
-    prompts: list[str],
+    prompts: list[str] | None = None,
+    paths: list[str] | None = None,
     route: str = "chat",
     path: str = "/api/chat/",
     budget_s: float = 30.0,
 ) -> EndpointSample:
-    """Serve `view` behind `route` with the LLM on your endpoint and POST each prompt to `path`.
+    """Serve `view` behind `route` with the LLM on your endpoint, then ask it, one at a time.
 
-    The first answer's time decides how many of the other prompts fit in `budget_s`. Without an
-    endpoint configured nothing is sent, and the sample says why.
+    Either POST each of `prompts` as `{"prompt": ...}` to `path`, or GET each of `paths`. The
+    first answer's time decides how many of the others fit in `budget_s`. Without an endpoint
+    configured nothing is sent, and the sample says why.
     """
+    if (prompts is None) == (paths is None):
+        raise TypeError("try_endpoint() takes prompts (POSTed to path) or paths (GET), not both")
+    requests = list(prompts if prompts is not None else paths or [])
     import httpx2
 
     from labkit.boot import endpoint, on_endpoint
@@ -93,24 +99,25 @@ async def try_endpoint(
 
     if endpoint() is None:
         return EndpointSample(skipped=NO_ENDPOINT)
-    sample = EndpointSample(budget_s=budget_s, asked=len(prompts))
+    sample = EndpointSample(budget_s=budget_s, asked=len(requests))
     with on_endpoint() as settings_now, routes.override(route, view):
         sample.model = settings_now["LLM_MODEL"]
         sample.base_url = _without_credentials(settings_now["LLM_BASE_URL"])
         server = ASGIServer(application, name="endpoint-sample").start()
         try:
             async with httpx2.AsyncClient(base_url=server.url, timeout=budget_s + 30) as http:
-                for prompt in prompts:
-                    if sample.answers and len(sample.answers) * sample.answers[0].seconds > (
-                        budget_s - sample.answers[0].seconds
-                    ):
+                for request in requests:
+                    first_s = sample.answers[0].seconds if sample.answers else 0.0
+                    if sample.answers and (len(sample.answers) + 1) * first_s > budget_s:
                         break
                     started = time.perf_counter()
-                    response = await http.post(path, json={"prompt": prompt})
+                    if prompts is not None:
+                        response = await http.post(path, json={"prompt": request})
+                    else:
+                        response = await http.get(request)
                     seconds = time.perf_counter() - started
-                    sample.answers.append(
-                        Answer(prompt, response.status_code, seconds, _reply(response))
-                    )
+                    reply = _reply(response)
+                    sample.answers.append(Answer(request, response.status_code, seconds, reply))
         finally:
             server.stop()
     return sample
@@ -121,8 +128,10 @@ def _reply(response: Any) -> str:
         body = response.json()
     except ValueError:
         return response.text
-    if isinstance(body, dict):
-        return str(body.get("reply") or body.get("error") or body)
+    if isinstance(body, dict):  # the course's views answer {"reply": ...}, {"summary": ...}
+        for name in ("reply", "summary", "error"):
+            if body.get(name):
+                return str(body[name])
     return str(body)
 
 

@@ -30,7 +30,7 @@ def test_a_measuring_notebook_runs_on_the_mock_and_reaches_the_endpoint_in_a_blo
     ]
     nb = run_cells(cells, tmp_path=tmp_path, env=ENDPOINT)
     status = text_of(nb.cells[0])
-    assert "your endpoint http://127.0.0.1:9/v1 answers the cells that say so" in status
+    assert "your endpoint http://127.0.0.1:9/v1 is used only where a cell says so" in status
     assert "sk-my-secret-key" not in status
     assert text_of(nb.cells[1]) == "boot True mock-gpt True\nhttp://127.0.0.1:9/v1\n"
     assert text_of(nb.cells[2]) == "block False my-model True\nafter True mock-gpt True\n"

@@ -47,6 +47,17 @@ def test_the_view_answers_from_the_endpoint_and_the_mock_comes_back(endpoint, tm
         VIEW,
         "sample = await try_endpoint(chat, prompts=['one?', 'two?'])\nprint(sample)",
         "from django.conf import settings\nprint(settings.LLM_BASE_URL == mock_llm().base_url)",
+        "async def summary(request, doc_id):\n"
+        "    async with openai.AsyncOpenAI(**client_options()) as client:\n"
+        "        completion = await client.chat.completions.create(\n"
+        "            messages=messages_for(f'summarise {doc_id}'), **chat_options()\n"
+        "        )\n"
+        "    reply = completion.choices[0].message.content\n"
+        "    return JsonResponse({'summary': f'doc {doc_id}: {reply}'})\n",
+        "got = await try_endpoint(summary, route='summary', paths=['/api/documents/7/summary/'])\n"
+        "print(got)",
+        "try:\n    await try_endpoint(chat, prompts=['a'], paths=['/'])\n"
+        "except TypeError as exc:\n    print(exc)",
     ]
     nb = run_cells(cells, tmp_path=tmp_path, env=endpoint)
     shown = text_of(nb.cells[2])
@@ -55,6 +66,9 @@ def test_the_view_answers_from_the_endpoint_and_the_mock_comes_back(endpoint, tm
     assert "an answer \\| from the endpoint" in shown  # a pipe in a reply cannot break the table
     assert "left out" not in shown and "sk-test-secret" not in shown
     assert text_of(nb.cells[3]) == "True\n"
+    assert "| /api/documents/7/summary/ | 200 |" in text_of(nb.cells[5])
+    assert "doc 7: an answer" in text_of(nb.cells[5])
+    assert "takes prompts (POSTed to path) or paths (GET), not both" in text_of(nb.cells[6])
 
 
 def test_a_slow_first_answer_leaves_the_other_prompts_out(endpoint, tmp_path):
@@ -67,7 +81,7 @@ def test_a_slow_first_answer_leaves_the_other_prompts_out(endpoint, tmp_path):
     nb = run_cells(cells, tmp_path=tmp_path, env=endpoint)
     shown = text_of(nb.cells[2])
     assert shown.startswith("1 ")
-    assert "2 of the 3 prompts were left out to stay within this cell's 0.001 s" in shown
+    assert "2 of the 3 requests were left out to stay within this cell's 0.001 s" in shown
 
 
 def test_without_an_endpoint_nothing_is_sent_and_the_cell_says_why(tmp_path):
