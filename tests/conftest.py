@@ -58,7 +58,8 @@ def mock_llm(django_db):
 
 
 # Modules whose assertions compare throughput or timings (with wide margins): they run first,
-# before the course's runs start loading both CPUs.
+# before the course's runs start loading both CPUs. `./run-tests` runs them as a phase of their
+# own (`-m timing`), then the course's runs (`-m course`) beside the rest on xdist workers.
 TIMING_MODULES = frozenset(
     {"test_bench", "test_mock_llm_throughput", "test_mock_llm_connections", "test_soak",
      "test_servers_kernel", "test_load_runner", "test_nesting", "test_no_loss"}
@@ -75,11 +76,23 @@ def _group(item: Any) -> int:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: Any, items: list) -> None:
-    """Timing-sensitive tests first, on a quiet machine; then the course's long runs start in
-    the background (see pytest_runtest_setup) while the rest runs; their own tests go last."""
-    global _course_wanted
+    """Mark and order: timing-sensitive tests first, on a quiet machine; then the course's
+    long runs start in the background (see pytest_runtest_setup) while the rest runs; their
+    own tests go last."""
+    for item in items:
+        group = _group(item)
+        if group == 0:
+            item.add_marker(pytest.mark.timing)
+        elif group == 2:
+            item.add_marker(pytest.mark.course)
     items.sort(key=_group)
-    _course_wanted = not config.option.collectonly and any(_group(i) == 2 for i in items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _course_wanted
+    _course_wanted = not session.config.option.collectonly and any(
+        _group(item) == 2 for item in session.items
+    )
 
 
 def pytest_runtest_setup(item: Any) -> None:

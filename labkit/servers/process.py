@@ -283,6 +283,7 @@ class _ServerProcess:
                     raise _AddressInUse
                 self._fail(f"exited with code {code} before {target}.", log)
             if any(re.search(pattern, log, re.MULTILINE) for pattern in self.crash_patterns):
+                log = self._log_with_cause(log)
                 self._fail(
                     f"is up, but its workers die as they start, so {target} never comes.", log
                 )
@@ -292,10 +293,21 @@ class _ServerProcess:
                 self._fail(f"did not get to {target} within {self.startup_timeout:g} s.", log)
             time.sleep(0.1)
 
+    def _log_with_cause(self, log: str, wait_s: float = 3.0) -> str:
+        """The launch's log once its error line is written: a crashed worker's traceback is
+        read while it is still being written (seen on a busy machine), its last line late."""
+        deadline = time.monotonic() + wait_s
+        while not _ERROR_LINE.search(log) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with self.log_path.open("rb") as file:
+                file.seek(self._log_offset)
+                log = file.read().decode(errors="replace")
+        return log
+
     def _fail(self, what: str, log: str) -> None:
         """Raise the error for a failed start, naming the cause found in this launch's log."""
         tail = self.logs(tail=30)
-        errors = re.findall(r"^\w*(?:Error|Exception): .*$", log, re.MULTILINE)
+        errors = _ERROR_LINE.findall(log)
         cause = f" Cause: {errors[-1]}." if errors else ""
         hint = next((hint for needle, hint in _HINTS.items() if needle in log), "")
         raise ServerProcessError(
@@ -306,6 +318,7 @@ class _ServerProcess:
 
 # What to do about the failures learners meet most, keyed by a phrase from the log; the
 # first match wins, so the specific ones come first.
+_ERROR_LINE = re.compile(r"^\w*(?:Error|Exception): .*$", re.MULTILINE)
 _HINTS = {
     "No module named 'uvloop'": "Install uvloop (pip install 'uvicorn[standard]') or use "
     "loop='asyncio'.",
