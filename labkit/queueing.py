@@ -3,7 +3,7 @@
 A provider's API (and the kit's mock) decodes many requests side by side; a small model's own
 server decodes as many as it has slots for and queues the rest, so a queued request's first
 token waits for the replies ahead of it. `measure_queueing` measures that through the official
-SDK, streaming, against any OpenAI-compatible endpoint (defined in notebook 07, section 10):
+SDK, streaming, against any OpenAI-compatible endpoint. Defined in notebook 07, section 10:
 
     reading = await measure_queueing(base_url, api_key, model, label="my server")
     reading            # a table: each request's time to first token, total time and tokens
@@ -20,11 +20,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import httpx2
 import openai
 
 from labkit.timeline import SERVED_COLOUR, WAITING_COLOUR
+
+if TYPE_CHECKING:
+    from labkit.load.plots import LabFigure
 
 __all__ = ["Queueing", "RealServer", "Stream", "measure_queueing", "plot_queueing", "real_server"]
 
@@ -33,9 +37,10 @@ PROMPT = "Tell a long story about a web server that answers every request."
 # The client that leaves asks for this many times the budget: were its reply written on after it
 # left, the next request in a queue would wait for several replies' worth of tokens, not one.
 LEAVER_BUDGET = 4
-# A request that waits more than this share of a reply's streaming time waited for that reply:
-# wide, because on a busy machine one token can take ten times as long as the next.
-QUEUED_SHARE = 0.5
+# The request sent as a client left, waiting more than this share of a typical reply's streaming
+# for its first token, waited for the abandoned reply: wide, because on a busy machine one token
+# can take ten times as long as the next.
+WAIT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,22 @@ class Queueing:
         timing cannot tell: a server that decodes side by side never makes the next one wait."""
         if not self.queued:
             return None
-        # Against the typical reply, not one: a busy machine can stall any single request.
-        served = [self.alone, *self.together]
-        waited = self.after_leaving.ttft_s - min(s.ttft_s for s in served)
-        return waited > QUEUED_SHARE * statistics.median(s.streaming_s for s in served)
+        waited = self.after_leaving.ttft_s - self.first_token_s
+        return waited > WAIT_SHARE * (self.reply_s - self.first_token_s)
+
+    # Typical values over the requests served whole, not one of them: on a busy machine any
+    # single request can stall for seconds.
+    @property
+    def first_token_s(self) -> float:
+        """The quickest time to first token: a request that waited for nobody."""
+        return min(s.ttft_s for s in (self.alone, *self.together))
+
+    @property
+    def reply_s(self) -> float:
+        """A typical reply's time once the server is on it: the quickest first token, then the
+        median time to stream the rest."""
+        streaming = statistics.median(s.streaming_s for s in (self.alone, *self.together))
+        return self.first_token_s + streaming
 
     def verdict(self) -> str:
         """Two sentences on what the timings show."""
@@ -103,7 +120,7 @@ class Queueing:
         else:
             leaver = (
                 f"The request sent as a client left got its first token after {after} (a whole "
-                f"reply takes {alone.total_s * 1000:.0f} ms): the server "
+                f"reply takes about {self.reply_s * 1000:.0f} ms): the server "
                 + ("kept writing the abandoned reply first." if self.kept_generating
                    else "stopped the abandoned reply.")
             )  # fmt: skip
@@ -125,7 +142,7 @@ class Queueing:
         ]
         return "\n".join(lines)
 
-    def plot(self):  # noqa: ANN201 - a LabFigure; matplotlib is imported on first use
+    def plot(self) -> LabFigure:
         return plot_queueing(self)
 
 
@@ -180,7 +197,7 @@ async def measure_queueing(
                 usage or tokens, left=leave,
             )  # fmt: skip
 
-        # A first call pays for what a server loads once (a connection, a cache): not counted.
+        # A first call pays for what is done once (the SDK's imports, the server's caches).
         await stream("warm-up", time.perf_counter(), budget=1)
         alone = await stream("alone", time.perf_counter())
         origin = time.perf_counter()
@@ -198,7 +215,7 @@ async def measure_queueing(
     return Queueing(label, model, max_tokens, alone, tuple(ranked), left, after)
 
 
-def plot_queueing(*readings: Queueing):  # noqa: ANN201 - a LabFigure
+def plot_queueing(*readings: Queueing) -> LabFigure:
     """One panel per reading, one bar per request: waiting for the first token, then streaming.
 
     For example:
@@ -221,11 +238,15 @@ def plot_queueing(*readings: Queueing):  # noqa: ANN201 - a LabFigure
                 color=SERVED_COLOUR, height=0.7, label="streaming the reply")  # fmt: skip
         ax.set_yticks(list(positions), [s.label for s in rows], fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)
+        for edge in (0.5, len(reading.together) + 0.5):  # alone | at once | a client leaves
+            ax.axhline(edge, color="#999999", linewidth=0.8)
+        ax.set_xlim(left=0)
         ax.set_xlabel("seconds after the group's first request was sent")
         title = f"{reading.label}: " + ("one at a time" if reading.queued else "side by side")
         ax.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)
-    axes[-1].legend(loc="lower right", fontsize=8)
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
+                  fontsize=8)  # fmt: skip
     return figure
 
 
