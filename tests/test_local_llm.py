@@ -128,6 +128,34 @@ def test_notebook_00_runs_top_to_bottom_against_the_real_model(local_llm, tmp_pa
     assert call.split("reply:", 1)[1].split("\n", 1)[0].strip()  # a real, non-empty reply
 
 
+def test_notebook_07_runs_top_to_bottom_and_measures_the_real_models_queue(local_llm, tmp_path):
+    master = nbformat.read(ROOT / "solutions" / "07_production.ipynb", as_version=4)
+    cells = [cell.source for cell in master.cells if cell.cell_type == "code"]
+    env = {
+        **local_llm.exports(),
+        "LAB_LLM_TIMEOUT_S": "120",
+        "LAB_LLM_MAX_TOKENS": "24",
+        "LAB_SIZE": "quick",
+        "LAB_STATE_DIR": str(tmp_path / "state"),
+    }
+    nb = run_cells(cells, tmp_path=tmp_path, timeout=300, env=env)
+    section = next(c for c in nb.cells if c.source.startswith("QUEUE_TOKENS"))
+    assert text_of(section).startswith(f"Your endpoint at {local_llm.base_url}")
+    mock_table, real_table = _markdown(section)
+    assert mock_table.startswith("**the kit's mock") and "side by side" in mock_table
+    assert real_table.startswith(f"**your endpoint ({local_llm.alias})**")
+    assert real_table.count(" of 3 at once |") == 3
+    assert any("image/png" in o.get("data", {}) for o in section.outputs)
+    prose = next(c for c in nb.cells if c.source.startswith("def ms(seconds):"))
+    assert f"**your endpoint ({local_llm.alias})**: alone, the first token" in _markdown(prose)[0]
+
+
+def _markdown(cell: nbformat.NotebookNode) -> list[str]:
+    return [
+        o["data"]["text/markdown"] for o in cell.outputs if "text/markdown" in o.get("data", {})
+    ]
+
+
 def test_the_server_goes_when_its_owner_is_killed(tmp_path):
     missing = _extra_missing()
     require_service("the local-llm extra", not missing, missing)

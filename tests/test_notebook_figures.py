@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTERS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-# A call that returns a figure: LoadResult/Comparison/Sweep.plot(), the concurrency timelines.
-DRAWS = re.compile(r"\.plot\(\)|\bplot_timeline\(|\bcompare_timelines\(")
+# A call that returns a figure: LoadResult/Comparison/Sweep.plot(), the concurrency timelines,
+# a server's queueing.
+DRAWS = re.compile(r"\.plot\(\)|\bplot_timeline\(|\bcompare_timelines\(|\bplot_queueing\(")
 CELL_TIMEOUT_S = 300
 
 
