@@ -326,8 +326,9 @@ def live_runs(page) -> list[dict]:
         " danger: !!e.querySelector('.progress-bar-danger')}))",
     )
     for run in runs:
-        found = re.search(r"errors (\d+)|failed: (\d+) of", run["text"])
-        run["errors"] = int(found.group(1) or found.group(2)) if found else None
+        found = re.search(r"errors (\d+)|failed: (\d+) of|failed: (no) request", run["text"])
+        # "failed: no request completed" (a run starved on a busy machine): every request failed.
+        run["errors"] = None if not found else int(found.group(1) or found.group(2) or -1)
     return runs
 
 

@@ -128,8 +128,10 @@ def test_an_infinite_loop_is_a_timeout_within_the_limit(graded):
     looping = graded["by_name"]["90_loop.ipynb"]
     assert statuses(looping) == {"90.1": "timeout", "90.2": "not_attempted"}
     assert f"ran longer than {CELL_TIMEOUT} s" in looping["exercises"][0]["message"]
-    assert looping["duration_s"] < CELL_TIMEOUT + 20
-    assert graded["elapsed"] < 90
+    # Cut at the cell timeout, not at the notebook's deadline (1800 s): a wide margin, because a
+    # busy machine (the suite on three workers) takes its seconds to start a sandboxed kernel.
+    assert looping["duration_s"] < CELL_TIMEOUT + 60
+    assert graded["elapsed"] < 240
 
 
 def test_deleted_exercise_cells_are_not_attempted_not_a_crash(graded):
