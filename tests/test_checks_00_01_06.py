@@ -27,17 +27,24 @@ def test_ask_reusing_a_reply_is_told_so():
 
 
 def test_ask_is_judged_at_the_mock_even_with_another_endpoint_configured(monkeypatch):
-    """Issue 13: no "own endpoint" branch that accepts an `ask` the mock never heard from."""
+    """Issue 13: no "own endpoint" branch that accepts an `ask` the mock never heard from;
+    issue 17: with the learner's endpoint configured, a right `ask` passes, measured at the mock."""
     from django.conf import settings
 
     from labkit.steps import step_00
 
     monkeypatch.setattr(settings, "LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setattr(settings, "LLM_MODEL", "my-model")
     code = step_00.q1.wrong_answers["imitates the mock's reply without calling it"]
-    for answer in (code, None):  # a made-up text, then the master calling the other endpoint
-        outcome = run_answer(step_00.q1, answer)
-        assert outcome.status is Status.INCORRECT, outcome.text
-        assert "this check measures calls at the mock" in outcome.message
+    outcome = run_answer(step_00.q1, code)
+    assert outcome.status is Status.INCORRECT, outcome.text
+    assert "this check measures calls at the lab's mock" in outcome.message
+    outcome = run_answer(step_00.q1)  # the master, whose settings point at the other endpoint
+    assert outcome.status is Status.CORRECT, outcome.text
+    assert "calls to 'mock-gpt'" in outcome.message
+    assert "Your settings point the SDK at http://127.0.0.1:9/v1" in outcome.message
+    assert settings.LLM_BASE_URL == "http://127.0.0.1:9/v1"  # and back afterwards
+    assert settings.LLM_MODEL == "my-model"
 
 
 def test_ask_master_passes():

@@ -80,7 +80,8 @@ async def mock_replies(
     from labproject.ai.llm import messages_for
 
     url = f"{llm.base_url.rstrip('/')}/chat/completions"
-    headers = {"authorization": f"Bearer {settings.LLM_API_KEY}"}
+    # The mock's own key: settings may hold the learner's real key (their endpoint configured).
+    headers = {"authorization": "Bearer sk-lab-mock"}
     async with httpx2.AsyncClient(timeout=60.0) as http:
         answers = await asyncio.gather(
             *(

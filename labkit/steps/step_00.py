@@ -5,6 +5,7 @@ Master: solutions/00_welcome.ipynb. Notebook: `from labkit.steps.step_00 import 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 
@@ -33,8 +34,9 @@ class AskTheLLM(Exercise):
     - is `async def` and makes one call per prompt to `settings.LLM_MODEL` (the mock counts);
     - returns the reply's text, a `str`, exactly what the mock answered to that prompt;
     - answers two prompts asked at once each with its own reply (nothing shared or cached).
-    Where `settings.LLM_BASE_URL` points elsewhere the check still measures at the mock, and
-    says so: an `ask` the mock never heard from is not accepted.
+    Where `settings.LLM_BASE_URL` points elsewhere (your own endpoint), the check points the
+    settings at the mock for its calls (`on_mock()`) and says so: it measures there, and an
+    `ask` the mock never heard from is not accepted.
     """
 
     id = "00.1"
@@ -107,18 +109,22 @@ class AskTheLLM(Exercise):
             f"Warm-up check {nonce}: what does an event loop do?",
             f"Second question {nonce}: why await a network call?",
         ]
-        elsewhere = ""
+        elsewhere, redirect = "", contextlib.nullcontext()
         if not grading() and settings.LLM_BASE_URL.rstrip("/") != mock.base_url.rstrip("/"):
+            from labkit.boot import on_mock
+
             elsewhere = (
-                f" Your settings point the SDK at {settings.LLM_BASE_URL}, not the lab's "
-                f"mock at {mock.base_url}: this check measures calls at the mock, so check "
-                "with the lab's settings (unset LAB_LLM_BASE_URL)."
+                f" (Your settings point the SDK at {settings.LLM_BASE_URL}; this check measures "
+                f"calls at the lab's mock, so it pointed them at {mock.base_url} while it ran.)"
             )
+            redirect = on_mock()
         before = mock.stats()
         replies = []
         try:
-            for prompt in prompts:
-                replies.append(await call(ask, prompt))
+            with redirect:
+                model = settings.LLM_MODEL
+                for prompt in prompts:
+                    replies.append(await call(ask, prompt))
         except Raised as error:
             raise Incorrect(
                 f"`ask(...)` raised {error.type_name}; it should return the LLM's reply."
@@ -143,16 +149,16 @@ class AskTheLLM(Exercise):
                 evidence=f"ask returned: {shorten(replies[0])!r}",
             )
         models = seen.models()
-        wrong = {name: n for name, n in models.items() if name != settings.LLM_MODEL}
+        wrong = {name: n for name, n in models.items() if name != model}
         if wrong:
             listed = ", ".join(f"{name} ({n})" for name, n in wrong.items())
             raise Incorrect(
                 f"`ask` called the model {listed}; the lab's model is "
-                f"`settings.LLM_MODEL` = {settings.LLM_MODEL!r}. A hard-coded name breaks "
+                f"`settings.LLM_MODEL` = {model!r}. A hard-coded name breaks "
                 "when the course switches endpoints.",
                 evidence=f"mock requests by model during the check: {models}",
             )
-        expected = await mock_replies(mock, prompts)
+        expected = await mock_replies(mock, prompts, model=model)
         for prompt, reply, want in zip(prompts, replies, expected, strict=True):
             if reply == want:
                 continue
@@ -170,8 +176,8 @@ class AskTheLLM(Exercise):
                 f"got:      {shorten(reply)!r}",
             )
         return (
-            f"`ask` made {seen.calls} calls to {settings.LLM_MODEL!r} for {len(prompts)} "
-            f"prompts and returned exactly the mock's reply to each: {shorten(replies[0], 70)!r}"
+            f"`ask` made {seen.calls} calls to {model!r} for {len(prompts)} prompts and "
+            f"returned exactly the mock's reply to each: {shorten(replies[0], 70)!r}.{elsewhere}"
         )
 
 
