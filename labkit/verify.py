@@ -17,6 +17,8 @@ exercise with fewer than two wrong answers, fails.
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,12 +73,23 @@ def verify(
 
             async def one(path: Path) -> list[Proof]:
                 async with gate:
-                    return await _verify_master(parse_master(path), options, cluster)
+                    started = time.monotonic()
+                    proofs = await _verify_master(parse_master(path), options, cluster)
+                    took = time.monotonic() - started
+                    print(
+                        f"verify: {path.name}: {len(proofs)} proofs in {took:.0f} s",
+                        file=sys.stderr,
+                    )
+                    return proofs
 
-            found = await asyncio.gather(*(one(path) for path in paths))
+            # The biggest masters start first (the longest jobs first keeps the last job short
+            # with --jobs > 1); the table keeps the steps' order.
+            order = sorted(paths, key=lambda path: path.stat().st_size, reverse=True)
+            results = await asyncio.gather(*(one(path) for path in order))
+            found = dict(zip(order, results, strict=True))
         finally:
             await cluster.stop()
-        return [proof for proofs in found for proof in proofs]
+        return [proof for path in paths for proof in found[path]]
 
     return asyncio.run(all_of_them())
 

@@ -32,11 +32,12 @@ class CourseRuns:
         self.out = Path(tempfile.mkdtemp(prefix="labkit-course-"))
         self.started_at = time.monotonic()
         commands = {
-            "verify": ["verify", "--jobs", "2"],
+            # Four notebooks at a time in all: verify is the longer run, so it gets three.
+            "verify": ["verify", "--jobs", "3"],
             # The masters' answers are graded inside verify (each exercise's solution, judged by
             # the sandboxed grader in its master): a whole-master grade run would repeat it.
             "notebooks": ["grade", "notebooks", "--json", str(self.out / "notebooks.json"),
-                          "--cell-timeout", "240", "--jobs", "2"],
+                          "--cell-timeout", "240", "--jobs", "1"],
         }  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "LAB_STATE_DIR"}
         for name, args in commands.items():
