@@ -126,6 +126,10 @@ def test_notebook_00_runs_top_to_bottom_against_the_real_model(local_llm, tmp_pa
     assert "use the kit's mock at http://127.0.0.1:" in boot_status
     call = next(text_of(c) for c in nb.cells if "reply:" in text_of(c))
     assert call.split("reply:", 1)[1].split("\n", 1)[0].strip()  # a real, non-empty reply
+    # 00.1 measures at the mock: a right `ask` passes with the endpoint configured, and says so.
+    checked = next(text_of(c) for c in nb.cells if c.source.strip() == "q1.check()")
+    assert checked.startswith("Correct · 00.1"), checked[:300]
+    assert f"Your settings point the SDK at {local_llm.base_url}" in checked
 
 
 def test_notebook_07_runs_top_to_bottom_and_measures_the_real_models_queue(local_llm, tmp_path):
