@@ -107,8 +107,8 @@ async def try_endpoint(
         try:
             async with httpx2.AsyncClient(base_url=server.url, timeout=budget_s + 30) as http:
                 for request in requests:
-                    first_s = sample.answers[0].seconds if sample.answers else 0.0
-                    if sample.answers and (len(sample.answers) + 1) * first_s > budget_s:
+                    answered = len(sample.answers)
+                    if answered and (answered + 1) * sample.answers[0].seconds > budget_s:
                         break
                     started = time.perf_counter()
                     if prompts is not None:

@@ -14,7 +14,6 @@ SDK, streaming, against any OpenAI-compatible endpoint. Defined in notebook 07, 
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -289,7 +288,9 @@ def real_server(*, max_tokens: int = 16, n: int = 3) -> Iterator[RealServer]:
             mine["LLM_MODEL"], max_tokens,
         )  # fmt: skip
         return
-    if "1" in (os.environ.get("LAB_VERIFY"), os.environ.get("LAB_GRADING")):
+    from labkit.sizing import checking
+
+    if checking():
         yield RealServer(
             "A checking run (LAB_VERIFY/LAB_GRADING) with no endpoint configured: the real "
             "server is skipped, and only the mock is measured."

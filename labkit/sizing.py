@@ -38,13 +38,18 @@ class Sizes:
         )
 
 
+def checking() -> bool:
+    """Whether this kernel runs for `labkit verify` (LAB_VERIFY=1) or `labkit grade`
+    (LAB_GRADING=1), not for a learner."""
+    return "1" in (os.environ.get("LAB_VERIFY"), os.environ.get("LAB_GRADING"))
+
+
 def sizes() -> Sizes:
     """Return the sizes for this run (LAB_SIZE, LAB_VERIFY, CPUs).
 
     s = sizes(); run_load(url, users=s.users, duration_s=s.duration_s)
     """
-    checking = "1" in (os.environ.get("LAB_VERIFY"), os.environ.get("LAB_GRADING"))
-    mode = os.environ.get("LAB_SIZE", "").lower() or ("quick" if checking else "default")
+    mode = os.environ.get("LAB_SIZE", "").lower() or ("quick" if checking() else "default")
     cpus = cpu_count()
     if mode == "quick":
         return Sizes(mode, cpus, users=20, duration_s=4, latency_s=0.5, threads=4)

@@ -82,14 +82,10 @@ def verify(
                     )
                     return proofs
 
-            # The biggest masters start first (the longest jobs first keeps the last job short
-            # with --jobs > 1); the table keeps the steps' order.
-            order = sorted(paths, key=lambda path: path.stat().st_size, reverse=True)
-            results = await asyncio.gather(*(one(path) for path in order))
-            found = dict(zip(order, results, strict=True))
+            found = await asyncio.gather(*(one(path) for path in paths))
         finally:
             await cluster.stop()
-        return [proof for path in paths for proof in found[path]]
+        return [proof for proofs in found for proof in proofs]
 
     return asyncio.run(all_of_them())
 

@@ -1,10 +1,10 @@
-"""The course's three long runs, started as soon as the test session knows it needs them.
+"""The course's two long runs, started as soon as the test session knows it needs them.
 
 `labkit verify` (masters, every variant graded) and `labkit grade` (learner copies) run every
-notebook, in
-sandboxes, mostly waiting on the mock's latency. Started from `pytest_collection_finish` when
-tests/test_course.py's runs are selected, they overlap with the rest of the suite instead of
-adding their time to it; `RUNS.results()` waits for them.
+notebook, in sandboxes, mostly waiting on the mock's latency. Started by the first test after
+the timing-sensitive ones (tests/conftest.py) when tests/test_course.py's runs are selected,
+they overlap with the rest of the suite instead of adding their time to it; `RUNS.results()`
+waits for them.
 """
 
 from __future__ import annotations
